@@ -1,0 +1,25 @@
+# Set-up and everyday commands. `make demo` and `make test` install on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# sam2 builds from source; its optional CUDA extension is not needed.
+export SAM2_BUILD_CUDA := 0
+
+.PHONY: install test demo clean-demo
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q "torch>=2.5.1" "torchvision>=0.20"
+	$(PY) -m pip install -q --no-build-isolation "sam2==1.1.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest -q -n 2 tests
+
+demo: install
+	$(PY) scripts/demo.py

@@ -1,0 +1,1 @@
+"""Datasets, folds, episodes and transforms of the few-shot protocol."""

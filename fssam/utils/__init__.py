@@ -1,0 +1,1 @@
+"""Distributed helpers, seeding and logging."""
