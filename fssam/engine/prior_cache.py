@@ -1,0 +1,129 @@
+"""On-disk cache of the pseudo-prompt priors of fixed evaluation episodes.
+
+The priors of an evaluation episode depend only on the episode (dataset, fold, shot,
+seed, index, support annotation type), the input size and the DINOv2 weights, never on
+the trained parts of the model. A cache directory is named by a hash of those settings
+and holds ``settings.json`` plus one ``<index>.pt`` file per episode with the tensor
+``[2, S, S]`` (channel 0 ``prior_fg``, channel 1 ``prior_fb``) in float32.
+
+Writes go to a temporary file in the same directory, are flushed to disk and renamed
+into place, so readers never see a partial file and several ranks (or runs) may fill the
+same directory at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+KEY_FIELDS = (
+    "dataset",
+    "fold",
+    "shot",
+    "seed",
+    "image_size",
+    "support_annotation",
+    "coco_split",
+    "dino_variant",
+    "dino_input_size",
+    "dino_weights",
+)
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 (hex, 16 characters) of a module's state dict: names, dtypes, shapes, values.
+
+    Identifies the DINOv2 weights whatever their origin (a checkpoint file or random
+    initialisation), so the cache can never mix priors of different weights.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def prior_cache_key(settings: Mapping[str, Any]) -> str:
+    """Hash (hex, 20 characters) of the settings that determine an episode's priors.
+
+    ``settings`` must hold every name in ``KEY_FIELDS`` (use ``None`` where a field does
+    not apply, e.g. ``coco_split`` on PASCAL); extra names are rejected so a typo cannot
+    silently drop a field from the key.
+    """
+    missing = sorted(set(KEY_FIELDS) - set(settings))
+    extra = sorted(set(settings) - set(KEY_FIELDS))
+    if missing or extra:
+        raise ValueError(f"prior cache settings: missing {missing}, unexpected {extra}")
+    text = json.dumps({k: settings[k] for k in KEY_FIELDS}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write ``path`` through ``write(file_object)`` via a synced temporary file and rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class PriorCache:
+    """Priors of evaluation episodes stored under ``root/<prior_cache_key(settings)>/``."""
+
+    def __init__(self, root: str | os.PathLike, settings: Mapping[str, Any]) -> None:
+        self.settings = dict(settings)
+        self.key = prior_cache_key(self.settings)
+        self.dir = Path(root) / self.key
+        self.dir.mkdir(parents=True, exist_ok=True)
+        info = self.dir / "settings.json"
+        if not info.exists():
+            text = json.dumps(self.settings, sort_keys=True, indent=1).encode()
+            _atomic_write(info, lambda handle: handle.write(text))
+        log.info("prior cache %s", self.dir)
+
+    def path(self, index: int) -> Path:
+        """File holding the priors of episode ``index``."""
+        return self.dir / f"{int(index):06d}.pt"
+
+    def get(self, index: int) -> torch.Tensor | None:
+        """Priors ``[2, S, S]`` float32 of episode ``index``, or None when not cached."""
+        path = self.path(index)
+        if not path.exists():
+            return None
+        try:
+            priors = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+            log.warning("unreadable prior cache file %s (%s); recomputing", path, error)
+            return None
+        size = self.settings["image_size"]
+        if not isinstance(priors, torch.Tensor) or tuple(priors.shape) != (2, size, size):
+            log.warning("prior cache file %s has an unexpected content; recomputing", path)
+            return None
+        return priors
+
+    def put(self, index: int, priors: torch.Tensor) -> None:
+        """Store the priors ``[2, S, S]`` of episode ``index`` (atomic, last writer wins)."""
+        size = self.settings["image_size"]
+        if tuple(priors.shape) != (2, size, size):
+            raise ValueError(f"priors must be [2, {size}, {size}], got {tuple(priors.shape)}")
+        data = priors.detach().to("cpu", torch.float32).contiguous().clone()
+        _atomic_write(self.path(index), lambda handle: torch.save(data, handle))
