@@ -1,0 +1,144 @@
+"""Reading a user's own images, support masks and boxes for prediction.
+
+Masks: 0 background, 255 ignore, any other value foreground (palette PNGs are read as
+indices, colour PNGs as grey). Boxes: ``x1,y1,x2,y2`` in pixel-edge coordinates,
+``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height`` (``0,0,W,H`` is the whole image).
+Every error names the file it is about.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class InputError(ValueError):
+    """An input file or value that cannot be used; the message names it."""
+
+
+@dataclass
+class Support:
+    """One support example: RGB image [H,W,3] uint8 and its mask [H,W] in {0,1,255}."""
+
+    image_path: Path
+    image: np.ndarray
+    mask: np.ndarray
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 [H,W,3] of an image file."""
+    if not Path(path).is_file():
+        raise InputError(f"image not found: {path}")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise InputError(f"cannot read image {path} (not an image, or a format OpenCV cannot "
+                         f"decode; use JPEG or PNG)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, image_path: Path, image_hw: tuple[int, int], *,
+              white_is_foreground: bool = False) -> np.ndarray:
+    """Mask [H,W] uint8 in {0,1,255} of ``image_path`` from a PNG; checks size and content."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            raw = np.asarray(img if img.mode in ("L", "P", "I", "I;16", "1") else img.convert("L"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise InputError(f"cannot read mask {path}: {err}") from err
+    if raw.shape[:2] != tuple(image_hw):
+        raise InputError(f"mask {path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
+                         f"{image_path} is {image_hw[1]}x{image_hw[0]}")
+    raw = raw.astype(np.int64)  # a 1-bit PNG gives booleans: True becomes 1 (foreground)
+    if white_is_foreground:
+        mask = (raw != 0).astype(np.uint8)
+    else:
+        mask = np.where(raw == 0, 0, np.where(raw == 255, 255, 1)).astype(np.uint8)
+    if not (mask == 1).any():
+        hint = "" if white_is_foreground or not (mask == 255).any() else (
+            "; 255 means 'ignore': for a black-and-white (0/255) mask pass "
+            "--mask-white-foreground, or mark the object with any value 1..254")
+        raise InputError(f"mask {path} has no foreground pixel{hint}")
+    return mask
+
+
+def parse_box(text: str, image_path: Path, image_hw: tuple[int, int]) -> np.ndarray:
+    """Filled-box mask [H,W] uint8 {0,1} from ``x1,y1,x2,y2`` (pixel edges)."""
+    try:
+        x1, y1, x2, y2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"box {text!r} for {image_path}: expected x1,y1,x2,y2 (four numbers "
+                         f"separated by commas)") from None
+    height, width = image_hw
+    if not (x1 < x2 and y1 < y2):
+        raise InputError(f"box {text!r} for {image_path} is empty: need x1 < x2 and y1 < y2")
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise InputError(f"box {text!r} lies outside {image_path} ({width}x{height}): need "
+                         f"0 <= x1 < x2 <= {width} and 0 <= y1 < y2 <= {height}")
+    mask = np.zeros(image_hw, np.uint8)
+    mask[math.floor(y1):math.ceil(y2), math.floor(x1):math.ceil(x2)] = 1
+    return mask
+
+
+def load_supports(images: Sequence[Path], *, masks: Sequence[Path] | None = None,
+                  boxes: Sequence[str] | None = None,
+                  white_is_foreground: bool = False) -> list[Support]:
+    """Read K support images with one mask file or one box each."""
+    if not images:
+        raise InputError("no support image given")
+    if (masks is None) == (boxes is None):
+        raise InputError("give either one mask per support image or one box per support image")
+    annotations = masks if masks is not None else boxes
+    kind = "mask" if masks is not None else "box"
+    if len(annotations) != len(images):
+        raise InputError(f"{len(images)} support image(s) ({', '.join(map(str, images))}) but "
+                         f"{len(annotations)} {kind}(es); give exactly one {kind} per image")
+    supports = []
+    for image_path, annotation in zip(images, annotations):
+        image = read_image(Path(image_path))
+        hw = image.shape[:2]
+        if masks is not None:
+            mask = read_mask(Path(annotation), Path(image_path), hw,
+                             white_is_foreground=white_is_foreground)
+        else:
+            mask = parse_box(annotation, Path(image_path), hw)
+        supports.append(Support(Path(image_path), image, mask))
+    return supports
+
+
+def list_queries(path: Path) -> list[Path]:
+    """The query image itself, or the images (by suffix, sorted) directly inside a folder."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise InputError(f"query not found: {path}")
+    found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not found:
+        raise InputError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+    return found
+
+
+def image_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
+    """[3,S,S] float32 RGB 0..255, resized bilinearly as in evaluation."""
+    resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized).permute(2, 0, 1).float()
+
+
+def mask_tensor(mask: np.ndarray, size: int, name: Path) -> torch.Tensor:
+    """[S,S] int64 in {0,1,255}, resized with nearest neighbour as in evaluation."""
+    resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
+    if not (resized == 1).any():
+        log.warning("the mask of %s vanishes at %dx%d; the object is too small", name, size, size)
+    return torch.from_numpy(resized.astype(np.int64))

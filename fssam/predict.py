@@ -1,0 +1,225 @@
+"""Segment your own images: K annotated supports, one query image or a folder of them.
+
+Writes ``<stem>_mask.png`` (0/255, the query's original size) and ``<stem>_overlay.png``
+per query. Images are resized to the model's input size as in evaluation; the logits are
+upsampled to the original size (bilinear, align_corners=True), foreground = sigmoid >= 0.5.
+
+    python predict.py --checkpoint best.pt --support-images s.jpg --support-masks s.png \\
+        --query photos/ --output outputs/predict
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from fssam.data.user_images import (InputError, Support, image_tensor, list_queries,
+                                    load_supports, mask_tensor, read_image)
+
+log = logging.getLogger(__name__)
+
+OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
+
+
+@dataclass
+class ModelSettings:
+    """Keyword arguments of ``fssam.models.build_model``."""
+
+    sam2_config: str = "sam2_hiera_s.yaml"
+    sam2_checkpoint: str | None = "pretrained/sam2_hiera_small.pt"
+    image_size: int = 512
+    dino_variant: str = "vitb14"
+    dino_checkpoint: str | None = "pretrained/dinov2_vitb14_pretrain.pth"
+    dino_input_size: int = 560
+    dino_kwargs: dict | None = None
+    num_refine: int = 3
+    refine_version: str = "v1"
+    legacy_kshot: bool = False
+
+
+def _find_key(tree: Any, key: str) -> dict | None:
+    """The first dict (breadth-first) in a nested config that holds ``key``."""
+    queue = [tree]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            if key in node:
+                return node
+            queue.extend(node.values())
+    return None
+
+
+def settings_from_config(config: dict | None) -> dict[str, Any]:
+    """Model settings found in a checkpoint's saved training config (may be partial)."""
+    found: dict[str, Any] = {}
+    for name in (f.name for f in fields(ModelSettings)):
+        node = _find_key(config or {}, name)
+        if node is not None:
+            found[name] = node[name]
+    return found
+
+
+def resolve_settings(args: argparse.Namespace, config: dict | None) -> ModelSettings:
+    """Defaults, overridden by the checkpoint's config, overridden by explicit flags."""
+    values = asdict(ModelSettings()) | settings_from_config(config)
+    for name in values:
+        given = getattr(args, name, None)
+        if given is not None:
+            values[name] = given
+    return ModelSettings(**values)
+
+
+def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, int]:
+    """Build FSSAM with the resolved settings and load the checkpoint; returns (model, S)."""
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"checkpoint not found: {checkpoint}")
+    from fssam.models import build_model, load_release_checkpoint
+
+    state = None
+    config = None
+    if args.checkpoint_format == "ours":
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "model" not in state:
+            raise InputError(f"{checkpoint} has no 'model' entry; for the authors' released "
+                             f"checkpoints pass --checkpoint-format release")
+        config = state.get("config")
+    settings = resolve_settings(args, config)
+    log.info("model settings: %s", settings)
+    model = build_model(**asdict(settings))
+    if state is not None:
+        model.load_trainable_state_dict(state["model"])
+    else:
+        load_release_checkpoint(model, str(checkpoint))
+    return model.to(device).eval(), settings.image_size
+
+
+def overlay(rgb: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """RGB uint8 image with the predicted foreground tinted and outlined."""
+    out = rgb.astype(np.float32)
+    out[pred] = 0.5 * out[pred] + 0.5 * OVERLAY_COLOUR
+    out = out.round().astype(np.uint8)
+    contours, _ = cv2.findContours(pred.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, (255, 255, 0), max(1, min(rgb.shape[:2]) // 300))
+    return out
+
+
+def _write_png(path: Path, image: np.ndarray) -> None:
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write {path}")
+
+
+def _output_names(queries: Sequence[Path]) -> list[str]:
+    stems = [q.stem for q in queries]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise InputError(f"query images share the name(s) {clashes} (different suffixes); "
+                         f"their outputs would overwrite each other, rename them")
+    return stems
+
+
+def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequence[Path],
+            output: Path, *, image_size: int, device: torch.device,
+            amp_dtype: torch.dtype | None = None) -> list[Path]:
+    """Segment each query given the supports; returns the mask files written."""
+    from fssam.engine.evaluator import logits_to_prediction
+
+    support_imgs = torch.stack([image_tensor(s.image, image_size) for s in supports])
+    support_masks = torch.stack([mask_tensor(s.mask, image_size, s.image_path) for s in supports])
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for query, stem in zip(queries, _output_names(queries)):
+        rgb = read_image(query)
+        batch = {"query_img": image_tensor(rgb, image_size)[None].to(device),
+                 "support_imgs": support_imgs[None].to(device),
+                 "support_masks": support_masks[None].to(device)}
+        autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
+                    else nullcontext())
+        with torch.no_grad(), autocast:
+            logits = model(batch)["logits"][0].float()
+        pred = logits_to_prediction(logits, tuple(rgb.shape[:2])).cpu().numpy()
+        mask_path = output / f"{stem}_mask.png"
+        _write_png(mask_path, pred.astype(np.uint8) * 255)
+        _write_png(output / f"{stem}_overlay.png", overlay(rgb, pred))
+        log.info("%s: %.1f%% foreground -> %s", query, 100 * pred.mean(), mask_path)
+        written.append(mask_path)
+    return written
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = parser.add_argument_group("inputs and outputs")
+    io.add_argument("--checkpoint", required=True, help="our last.pt/best.pt or a release file")
+    io.add_argument("--checkpoint-format", choices=("ours", "release"), default="ours",
+                    help="'release' for the authors' released FSSAM checkpoints")
+    io.add_argument("--support-images", nargs="+", required=True, type=Path, metavar="IMAGE")
+    which = io.add_mutually_exclusive_group(required=True)
+    which.add_argument("--support-masks", nargs="+", type=Path, metavar="PNG",
+                       help="one per support: 0 background, 255 ignore, other values object")
+    which.add_argument("--support-boxes", nargs="+", metavar="X1,Y1,X2,Y2",
+                       help="one per support, pixel edges (0,0,W,H = whole image)")
+    io.add_argument("--mask-white-foreground", action="store_true",
+                    help="masks are black/white (0/255): 255 is the object, nothing is ignored")
+    io.add_argument("--query", required=True, type=Path, help="an image or a folder of images")
+    io.add_argument("--output", type=Path, default=Path("outputs/predict"))
+    io.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0, ...")
+    io.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    io.add_argument("--seed", type=int, default=0, help="seeds any randomly initialised part")
+    model = parser.add_argument_group(
+        "model settings (default: the checkpoint's saved config, else SAM 2-S + DINOv2-B at 512)")
+    model.add_argument("--sam2-config", help="sam2 package config name or a yaml path")
+    model.add_argument("--sam2-checkpoint")
+    model.add_argument("--image-size", type=int)
+    model.add_argument("--dino-variant", choices=("vitb14", "vitl14", "vitg14"))
+    model.add_argument("--dino-checkpoint")
+    model.add_argument("--dino-input-size", type=int)
+    model.add_argument("--dino-kwargs", type=json.loads, help="JSON dict for the timm ViT")
+    model.add_argument("--num-refine", type=int)
+    model.add_argument("--refine-version", choices=("v1", "v2"))
+    model.add_argument("--legacy-kshot", action="store_true", default=None,
+                       help="the authors' 5-shot behaviour (for their 5-shot checkpoints)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if args.device == "auto" else args.device)
+    try:
+        supports = load_supports(args.support_images, masks=args.support_masks,
+                                 boxes=args.support_boxes,
+                                 white_is_foreground=args.mask_white_foreground)
+        queries = list_queries(args.query)
+        _output_names(queries)
+        for query in queries:
+            read_image(query)  # fail before the model is built
+        torch.manual_seed(args.seed)
+        model, image_size = load_model(args, device)
+        amp = torch.bfloat16 if args.bf16 else None
+        written = predict(model, supports, queries, args.output, image_size=image_size,
+                          device=device, amp_dtype=amp)
+    except InputError as err:
+        log.error("%s", err)
+        return 2
+    log.info("wrote %d mask(s) and overlay(s) to %s", len(written), args.output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
