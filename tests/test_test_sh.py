@@ -1,0 +1,75 @@
+"""test.sh: argument checks and the torchrun command it runs (a fake torchrun echoes it)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path) -> str:
+    fake = tmp_path / "bin" / "torchrun"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "torchrun $*"\n')
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return f"{fake.parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def run(args: list[str], path: str, ngpus: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": path}
+    env.pop("NGPUS", None)
+    if ngpus is not None:
+        env["NGPUS"] = ngpus
+    return subprocess.run(
+        ["sh", str(REPO / "test.sh"), *args], env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["pascal", "0", "1", "FSSAM", "small"], "dataset=pascal split=0 shot=1 sam2=small"),
+        (["coco", "3", "5", "FSSAM", "base"], "dataset=coco split=3 shot=5 sam2=base_plus"),
+        (["pascal", "2", "5", "FSSAM", "large"], "dataset=pascal split=2 shot=5 sam2=large"),
+    ],
+)
+def test_valid_arguments_reach_torchrun(fake_path: str, args: list[str], expected: str) -> None:
+    result = run(args, fake_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"torchrun --standalone --nproc_per_node=1 {REPO}/test.py {expected}"
+    )
+
+
+def test_overrides_and_gpu_count_pass_through(fake_path: str) -> None:
+    result = run(["coco", "1", "5", "FSSAM", "small", "seeds=[321,123]", "vis=10"], fake_path, "4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1:3] == ["--standalone", "--nproc_per_node=4"]
+    assert result.stdout.split()[-2:] == ["seeds=[321,123]", "vis=10"]
+
+
+@pytest.mark.parametrize(
+    ("args", "ngpus", "message"),
+    [
+        (["pascal", "0", "1", "FSSAM"], None, "at least 5 arguments"),
+        (["voc", "0", "1", "FSSAM", "small"], None, "unknown dataset 'voc'"),
+        (["pascal", "4", "1", "FSSAM", "small"], None, "split must be"),
+        (["pascal", "0", "0", "FSSAM", "small"], None, "shot must be"),
+        (["pascal", "0", "x", "FSSAM", "small"], None, "shot must be"),
+        (["pascal", "0", "1", "HMNet", "small"], None, "model must be FSSAM"),
+        (["pascal", "0", "1", "FSSAM", "tiny"], None, "small, base or large"),
+        (["pascal", "0", "1", "FSSAM", "small"], "0", "NGPUS"),
+    ],
+)
+def test_bad_arguments_print_usage(fake_path: str, args: list[str], ngpus: str | None, message: str) -> None:
+    result = run(args, fake_path, ngpus)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "usage: sh test.sh" in result.stderr
+    assert "torchrun" not in result.stdout
