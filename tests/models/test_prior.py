@@ -35,35 +35,35 @@ def load_prior_fixture(name: str) -> dict:
 
 
 @pytest.fixture(scope="module", params=["prior_1shot", "prior_5shot"])
-def fixture(request) -> dict:
+def reference(request) -> dict:
     return load_prior_fixture(request.param)
 
 
-def test_per_shot_maps_match_reference(fixture):
-    maps = per_shot_priors(fixture["query_feat"], fixture["support_feats"], fixture["s_mask40"],
-                           fixture["out_size"])
+def test_per_shot_maps_match_reference(reference):
+    maps = per_shot_priors(reference["query_feat"], reference["support_feats"], reference["s_mask40"],
+                           reference["out_size"])
     for key in ("fg_corr", "bg_corr", "corr"):
-        assert maps[key].shape == fixture[key].shape
-        torch.testing.assert_close(maps[key], fixture[key], atol=1e-5, rtol=0)
+        assert maps[key].shape == reference[key].shape
+        torch.testing.assert_close(maps[key], reference[key], atol=1e-5, rtol=0)
 
 
-def test_averaged_priors_match_reference(fixture):
-    prior_fg, prior_fb = generate_priors(fixture["query_feat"], fixture["support_feats"],
-                                         fixture["s_mask40"], fixture["out_size"])
+def test_averaged_priors_match_reference(reference):
+    prior_fg, prior_fb = generate_priors(reference["query_feat"], reference["support_feats"],
+                                         reference["s_mask40"], reference["out_size"])
     assert prior_fg.shape == prior_fb.shape == (2, 1, 64, 64)
-    torch.testing.assert_close(prior_fg, fixture["fg_corr"].mean(1, keepdim=True), atol=1e-5, rtol=0)
-    torch.testing.assert_close(prior_fb, fixture["corr"].mean(1, keepdim=True), atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior_fg, reference["fg_corr"].mean(1, keepdim=True), atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior_fb, reference["corr"].mean(1, keepdim=True), atol=1e-5, rtol=0)
 
 
-def test_raw_similarity_maxima_match_reference(fixture):
-    protos = masked_average(fixture["support_feats"], fixture["s_mask40"])  # [b,K,D]
-    q = fixture["query_feat"].flatten(2)  # [b,D,N]
+def test_raw_similarity_maxima_match_reference(reference):
+    protos = masked_average(reference["support_feats"], reference["s_mask40"])  # [b,K,D]
+    q = reference["query_feat"].flatten(2)  # [b,D,N]
     cos = F.cosine_similarity(q[:, None], protos[..., None], dim=2, eps=1e-12)
-    torch.testing.assert_close(cos.amax(-1), fixture["fg_sim_maxs"], atol=1e-5, rtol=0)
-    maps = per_shot_priors(fixture["query_feat"], fixture["support_feats"], fixture["s_mask40"],
-                           fixture["out_size"])
+    torch.testing.assert_close(cos.amax(-1), reference["fg_sim_maxs"], atol=1e-5, rtol=0)
+    maps = per_shot_priors(reference["query_feat"], reference["support_feats"], reference["s_mask40"],
+                           reference["out_size"])
     corr_max = torch.relu(maps["fg_corr"] - maps["bg_corr"]).amax(dim=(-2, -1))
-    torch.testing.assert_close(corr_max, fixture["corr_max"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(corr_max, reference["corr_max"], atol=1e-5, rtol=0)
 
 
 def test_shot_order_invariance_and_single_shot():

@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""Forward time (and peak CUDA memory) of FSSAM with random weights, and of DINOv2 alone.
+
+Default: SAM 2-S at 512 + DINOv2-B/14 at 560, batch 1, 1-shot. Rows of the table:
+
+- ``fssam``: the whole forward, priors computed by DINOv2;
+- ``fssam, given priors``: the forward with precomputed priors (what a prior cache gives);
+- ``ppg``: the Pseudo Prompt Generator alone (DINOv2 on query + supports, then the priors);
+- ``dinov2 features``: DINOv2 alone on query + supports (one batched call).
+
+    python scripts/benchmark_forward.py --device cpu --repeats 5
+    python scripts/benchmark_forward.py --device cuda --bf16 --repeats 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import torch
+
+from fssam.models import build_model
+from fssam.models.prior import PseudoPromptGenerator
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--shots", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--sam2-config", default="sam2_hiera_s.yaml",
+                   help="package config name or path to a yaml file")
+    p.add_argument("--image-size", type=int, default=512)
+    p.add_argument("--dino-variant", default="vitb14", choices=("vitb14", "vitl14", "vitg14"))
+    p.add_argument("--dino-input-size", type=int, default=560)
+    p.add_argument("--dino-kwargs", type=json.loads, default=None,
+                   help='timm overrides as JSON, e.g. \'{"embed_dim": 64, "depth": 2}\'')
+    p.add_argument("--json", dest="json_path", help="also write the results to this file")
+    args = p.parse_args(argv)
+    if args.bf16 and not args.device.startswith("cuda"):
+        p.error("--bf16 needs a CUDA device")
+    return args
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
+            ) -> dict[str, float]:
+    """Milliseconds per call (mean, std, min) and peak CUDA memory in MiB (NaN on CPU)."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append((time.perf_counter() - start) * 1000)
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+            else float("nan"))
+    return {"mean_ms": statistics.fmean(times), "min_ms": min(times),
+            "std_ms": statistics.stdev(times) if len(times) > 1 else 0.0, "peak_mib": peak}
+
+
+def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    b, k, s = args.batch, args.shots, args.image_size
+    masks = torch.zeros(b, k, s, s, dtype=torch.int64)
+    masks[..., s // 4: 3 * s // 4, s // 4: 3 * s // 4] = 1
+    batch = {"query_img": torch.rand(b, 3, s, s, generator=g) * 255,
+             "support_imgs": torch.rand(b, k, 3, s, s, generator=g) * 255,
+             "support_masks": masks}
+    return {key: value.to(device) for key, value in batch.items()}
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_model(sam2_config=args.sam2_config, sam2_checkpoint=None,
+                        image_size=args.image_size, dino_variant=args.dino_variant,
+                        dino_checkpoint=None, dino_input_size=args.dino_input_size,
+                        dino_kwargs=args.dino_kwargs).to(device).eval()
+    ppg = next(m for m in model.modules() if isinstance(m, PseudoPromptGenerator))
+    batch = make_batch(args, device)
+    images = torch.cat([batch["query_img"][:, None], batch["support_imgs"]], 1).flatten(0, 1)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if args.bf16 else nullcontext())
+    with torch.no_grad(), amp:
+        priors = model(batch)["priors"]
+    given = dict(batch, priors=priors)
+    cases = {
+        "fssam": lambda: model(batch),
+        "fssam, given priors": lambda: model(given),
+        "ppg": lambda: ppg(batch["query_img"], batch["support_imgs"], batch["support_masks"]),
+        "dinov2 features": lambda: ppg.extract_features(images),
+    }
+    results = []
+    for name, fn in cases.items():
+        with torch.no_grad(), amp:
+            results.append((name, measure(fn, device, args.warmup, args.repeats)))
+    return results
+
+
+def format_table(results: list[tuple[str, dict[str, float]]]) -> str:
+    lines = [f"{'part':22s} {'mean ms':>10s} {'std ms':>9s} {'min ms':>10s} {'peak MiB':>9s}"]
+    for name, r in results:
+        peak = "-" if r["peak_mib"] != r["peak_mib"] else f"{r['peak_mib']:.0f}"
+        lines.append(f"{name:22s} {r['mean_ms']:10.1f} {r['std_ms']:9.1f} {r['min_ms']:10.1f} "
+                     f"{peak:>9s}")
+    return "\n".join(lines)
+
+
+def describe(args: argparse.Namespace) -> str:
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"CPU, {torch.get_num_threads()} threads"
+    precision = "bf16 autocast" if args.bf16 else "float32"
+    return (f"{args.sam2_config} at {args.image_size} + DINOv2 {args.dino_variant} at "
+            f"{args.dino_input_size}, random weights, batch {args.batch}, {args.shots}-shot, "
+            f"{precision}, {where}, torch {torch.__version__}, "
+            f"{args.warmup} warm-up + {args.repeats} timed calls")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run(args)
+    print(describe(args))
+    print(format_table(results))
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"setup": describe(args), "results": dict(results)}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
