@@ -25,10 +25,13 @@ import torch
 
 from fssam.data.user_images import (InputError, Support, image_tensor, list_queries,
                                     load_supports, mask_tensor, read_image)
+from fssam.engine.evaluator import logits_to_prediction
+from fssam.models import build_model, load_release_checkpoint
 
 log = logging.getLogger(__name__)
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
+NO_FILE = "none"  # as a weight file: random initialisation (tests and demos only)
 
 
 @dataclass
@@ -75,32 +78,44 @@ def resolve_settings(args: argparse.Namespace, config: dict | None) -> ModelSett
     for name in values:
         given = getattr(args, name, None)
         if given is not None:
-            values[name] = given
+            values[name] = None if given == NO_FILE else given
     return ModelSettings(**values)
+
+
+def _read_checkpoint(path: Path, fmt: str) -> dict | None:
+    """Our checkpoint dict (None for the release format, which the model loader reads)."""
+    if not path.is_file():
+        raise InputError(f"checkpoint not found: {path}")
+    if fmt == "release":
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for a file it cannot unpickle
+        raise InputError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise InputError(f"{path} has no 'model' entry, so it is not a checkpoint of ours; for "
+                         f"the authors' released checkpoints pass --checkpoint-format release")
+    return state
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, int]:
     """Build FSSAM with the resolved settings and load the checkpoint; returns (model, S)."""
     checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_file():
-        raise InputError(f"checkpoint not found: {checkpoint}")
-    from fssam.models import build_model, load_release_checkpoint
-
-    state = None
-    config = None
-    if args.checkpoint_format == "ours":
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or "model" not in state:
-            raise InputError(f"{checkpoint} has no 'model' entry; for the authors' released "
-                             f"checkpoints pass --checkpoint-format release")
-        config = state.get("config")
-    settings = resolve_settings(args, config)
+    state = _read_checkpoint(checkpoint, args.checkpoint_format)
+    settings = resolve_settings(args, None if state is None else state.get("config"))
     log.info("model settings: %s", settings)
     model = build_model(**asdict(settings))
-    if state is not None:
-        model.load_trainable_state_dict(state["model"])
-    else:
-        load_release_checkpoint(model, str(checkpoint))
+    try:
+        if state is not None:
+            model.load_trainable_state_dict(state["model"])
+        else:
+            load_release_checkpoint(model, checkpoint)
+    except (KeyError, RuntimeError) as err:
+        reason = err.args[0] if err.args else err
+        raise InputError(
+            f"{checkpoint} does not fit the model built from {settings.sam2_config}: {reason}. "
+            f"Check --sam2-config (the SAM 2 size it was trained with) and "
+            f"--checkpoint-format") from err
     return model.to(device).eval(), settings.image_size
 
 
@@ -135,8 +150,6 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
             output: Path, *, image_size: int, device: torch.device,
             amp_dtype: torch.dtype | None = None) -> list[Path]:
     """Segment each query given the supports; returns the mask files written."""
-    from fssam.engine.evaluator import logits_to_prediction
-
     support_imgs = torch.stack([image_tensor(s.image, image_size) for s in supports])
     support_masks = torch.stack([mask_tensor(s.mask, image_size, s.image_path) for s in supports])
     output.mkdir(parents=True, exist_ok=True)
@@ -182,10 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group(
         "model settings (default: the checkpoint's saved config, else SAM 2-S + DINOv2-B at 512)")
     model.add_argument("--sam2-config", help="sam2 package config name or a yaml path")
-    model.add_argument("--sam2-checkpoint")
+    model.add_argument("--sam2-checkpoint", help="SAM 2 weights ('none': random)")
     model.add_argument("--image-size", type=int)
     model.add_argument("--dino-variant", choices=("vitb14", "vitl14", "vitg14"))
-    model.add_argument("--dino-checkpoint")
+    model.add_argument("--dino-checkpoint", help="original DINOv2 weights ('none': random)")
     model.add_argument("--dino-input-size", type=int)
     model.add_argument("--dino-kwargs", type=json.loads, help="JSON dict for the timm ViT")
     model.add_argument("--num-refine", type=int)
@@ -214,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         amp = torch.bfloat16 if args.bf16 else None
         written = predict(model, supports, queries, args.output, image_size=image_size,
                           device=device, amp_dtype=amp)
-    except InputError as err:
+    except (InputError, FileNotFoundError) as err:  # missing weights name their file
         log.error("%s", err)
         return 2
     log.info("wrote %d mask(s) and overlay(s) to %s", len(written), args.output)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import runpy
+import shutil
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from fssam.predict import main
 
@@ -135,3 +140,170 @@ def test_missing_checkpoint_is_named(files, caplog):
     text = _bad(files, caplog, "--support-images", str(files["s1"]),
                 "--support-masks", str(files["m1"]))
     assert f"checkpoint not found: {files['ckpt']}" in text
+
+
+# ---- end to end with the micro SAM 2 and a tiny random DINOv2 on synthetic images ----
+
+PARITY = REPO / "tests" / "fixtures" / "parity"
+MICRO = {"sam2_config": str(PARITY / "sam2_micro_v1.yaml"),
+         "sam2_checkpoint": str(PARITY / "micro_weights.pt"), "image_size": 128,
+         "dino_variant": "vitb14", "dino_checkpoint": None, "dino_input_size": 56,
+         "dino_kwargs": {"embed_dim": 32, "depth": 1, "num_heads": 2}}
+MICRO_FLAGS = ["--sam2-config", MICRO["sam2_config"], "--sam2-checkpoint",
+               MICRO["sam2_checkpoint"], "--image-size", "128", "--dino-input-size", "56",
+               "--dino-checkpoint", "none", "--dino-kwargs", json.dumps(MICRO["dino_kwargs"])]
+
+
+def _micro_model(seed: int = 0) -> torch.nn.Module:
+    from fssam.models import build_model
+
+    torch.manual_seed(seed)
+    return build_model(**MICRO).eval()
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Two supports and a folder of two queries of one class, from the synthetic dataset."""
+    from fssam.data.toy import make_toy_pascal
+
+    root = tmp_path_factory.mktemp("toy")
+    meta = make_toy_pascal(root, num_images=16, seed=0, workers=1)
+    voc = root / "VOC2012"
+    images = {n: c for split in meta["images"].values() for n, c in split.items()}
+    cls = max(range(1, 21), key=lambda c: sum(str(c) in v for v in images.values()))
+    names = sorted(n for n, v in images.items() if str(cls) in v)[:4]
+    queries = root / "queries"
+    queries.mkdir()
+    masks = []
+    for name in names[:2]:
+        label = cv2.imread(str(voc / "SegmentationClassAug" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
+        mask = np.where(label == 255, 255, (label == cls).astype(np.uint8))
+        cv2.imwrite(str(root / f"{name}_mask.png"), mask.astype(np.uint8))
+        masks.append(root / f"{name}_mask.png")
+    for name in names[2:]:
+        shutil.copy(voc / "JPEGImages" / f"{name}.jpg", queries / f"{name}.jpg")
+    model = _micro_model()
+    with torch.no_grad():  # trained-looking weights: perturb what training would change
+        for p in model.param_groups()[0]["params"]:
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = root / "best.pt"
+    torch.save({"model": model.trainable_state_dict(), "epoch": 3, "config": {
+        "model": {k: v for k, v in MICRO.items() if k != "image_size"},
+        "dataset": {"image_size": 128}}}, ckpt)
+    release = root / "release.pth"
+    torch.save({"state_dict": {f"module.sam2.{k}": v
+                               for k, v in model.sam2.state_dict().items()}}, release)
+    return {"supports": [voc / "JPEGImages" / f"{n}.jpg" for n in names[:2]], "masks": masks,
+            "queries": queries, "ckpt": ckpt, "release": release, "model": model}
+
+
+def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[np.ndarray],
+               query: np.ndarray) -> np.ndarray:
+    """Evaluation's preprocessing written out: bilinear images, nearest masks, 128x128."""
+    from fssam.engine.evaluator import logits_to_prediction
+
+    def img(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(cv2.resize(a, (128, 128), interpolation=cv2.INTER_LINEAR)
+                                ).permute(2, 0, 1).float()
+
+    batch = {"query_img": img(query)[None],
+             "support_imgs": torch.stack([img(s) for s in supports])[None],
+             "support_masks": torch.stack([torch.from_numpy(cv2.resize(
+                 m, (128, 128), interpolation=cv2.INTER_NEAREST)).long() for m in masks])[None]}
+    torch.manual_seed(0)
+    with torch.no_grad():
+        logits = model(batch)["logits"][0]
+    return logits_to_prediction(logits, query.shape[:2]).numpy()
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def test_masks_from_checkpoint_config_for_a_folder(toy, tmp_path):
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(toy["ckpt"]), "--support-images", *map(str, toy["supports"]),
+            "--support-masks", *map(str, toy["masks"]), "--query", str(toy["queries"]),
+            "--output", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    supports = [_rgb(p) for p in toy["supports"]]
+    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in toy["masks"]]
+    queries = sorted(toy["queries"].iterdir())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{q.stem}_{kind}.png" for q in queries for kind in ("mask", "overlay"))
+    sizes = set()
+    for query in queries:
+        rgb = _rgb(query)
+        written = cv2.imread(str(out / f"{query.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+        assert written.shape == rgb.shape[:2] and set(np.unique(written)) <= {0, 255}
+        expected = _reference(toy["model"], supports, masks, rgb)
+        assert 0 < expected.mean() < 1  # the comparison means something
+        np.testing.assert_array_equal(written == 255, expected)
+        overlay = cv2.imread(str(out / f"{query.stem}_overlay.png"))
+        assert overlay.shape == rgb.shape
+        sizes.add(rgb.shape[:2])
+    assert len(sizes) > 1  # queries of different sizes
+
+
+def test_boxes_and_release_checkpoint(toy, tmp_path):
+    query = sorted(toy["queries"].iterdir())[0]
+    supports = [_rgb(p) for p in toy["supports"]]
+    boxes, box_masks = [], []
+    for mask_path in toy["masks"]:
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE)
+        ys, xs = np.nonzero(mask == 1)
+        boxes.append(f"{xs.min()},{ys.min()},{xs.max() + 1},{ys.max() + 1}")
+        filled = np.zeros_like(mask)
+        filled[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = 1
+        box_masks.append(filled)
+    common = ["--support-images", *map(str, toy["supports"]), "--support-boxes", *boxes,
+              "--query", str(query)]
+    assert main(["--checkpoint", str(toy["ckpt"]), "--output", str(tmp_path / "a"),
+                 *common]) == 0
+    assert main(["--checkpoint", str(toy["release"]), "--checkpoint-format", "release",
+                 "--output", str(tmp_path / "b"), *MICRO_FLAGS, *common]) == 0
+    ours = cv2.imread(str(tmp_path / "a" / f"{query.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    release = cv2.imread(str(tmp_path / "b" / f"{query.stem}_mask.png"), cv2.IMREAD_UNCHANGED)
+    expected = _reference(toy["model"], supports, box_masks, _rgb(query))
+    np.testing.assert_array_equal(ours == 255, expected)
+    np.testing.assert_array_equal(release, ours)
+    from_masks = _reference(toy["model"], supports,
+                            [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in toy["masks"]],
+                            _rgb(query))
+    assert (from_masks != expected).any()  # boxes really reached the model
+
+
+@pytest.mark.filterwarnings("ignore:'fssam.predict' found in sys.modules:RuntimeWarning")
+def test_entry_points(toy, tmp_path, monkeypatch):
+    query = sorted(toy["queries"].iterdir())[0]
+    argv = ["--checkpoint", str(toy["ckpt"]), "--support-images", str(toy["supports"][0]),
+            "--query", str(query), "--output", str(tmp_path)]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["predict.py", *argv, "--support-masks", str(toy["masks"][0])])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(REPO / "predict.py"), run_name="__main__")
+    assert done.value.code == 0 and (tmp_path / f"{query.stem}_mask.png").exists()
+    monkeypatch.setattr(sys, "argv", ["fssam.predict", *argv, "--support-masks",
+                                      str(toy["masks"][1])])  # the other support's mask
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("fssam.predict", run_name="__main__", alter_sys=True)
+    assert done.value.code == 2
+
+
+def test_checkpoint_errors(toy, tmp_path, caplog):
+    common = ["--support-images", str(toy["supports"][0]), "--support-masks",
+              str(toy["masks"][0]), "--query", str(toy["queries"]), "--output", str(tmp_path)]
+    caplog.set_level(logging.ERROR)
+    assert main(["--checkpoint", str(toy["release"]), *common]) == 2
+    assert "--checkpoint-format release" in caplog.text and str(toy["release"]) in caplog.text
+    caplog.clear()
+    missing = tmp_path / "dinov2_vitb14_pretrain.pth"
+    flags = [f if f != "none" else str(missing) for f in MICRO_FLAGS]
+    assert main(["--checkpoint", str(toy["release"]), "--checkpoint-format", "release",
+                 *flags, *common]) == 2
+    assert str(missing) in caplog.text and "download_weights.py" in caplog.text
+    caplog.clear()
+    assert main(["--checkpoint", str(toy["ckpt"]), "--checkpoint-format", "release",
+                 *MICRO_FLAGS, *common]) == 2
+    assert f"{toy['ckpt']} does not fit the model" in caplog.text
+    assert not any(tmp_path.iterdir())
