@@ -140,7 +140,8 @@ def background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     coarse = base + rng.uniform(-35, 35, (max(2, h // 24), max(2, w // 24), 1))
     coarse = coarse + rng.uniform(-14, 14, coarse.shape[:2] + (3,))
     img = cv2.resize(coarse.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
-    fine = cv2.GaussianBlur(16 * rng.standard_normal((h, w), np.float32), (0, 0), 1.2)
+    grain = rng.integers(-28, 29, (h, w), dtype=np.int8).astype(np.float32)  # std ~16
+    fine = cv2.GaussianBlur(grain, (0, 0), 1.2)
     return img + fine[..., None]
 
 
@@ -169,6 +170,40 @@ def _place(rng: np.random.Generator, shape: str, size: tuple[int, int], min_pixe
     }
 
 
+def _layout(rng: np.random.Generator, size: tuple[int, int], shapes: list[str],
+            min_pixels: int, tries: int) -> tuple[np.ndarray, list[tuple[int, dict, np.ndarray]]]:
+    """Instance map (uint8, 0 = background) and the (index, pose, mask) of kept objects."""
+    instances = np.zeros(size, np.uint8)
+    kept: list[tuple[int, dict, np.ndarray]] = []
+    for index, shape in enumerate(shapes):
+        for _ in range(tries):
+            pose = _place(rng, shape, size, min_pixels)
+            mask = shape_mask(shape, size, **pose)
+            trial = instances.copy()
+            trial[mask] = len(kept) + 1
+            visible = np.where(border_band(trial), 0, trial)
+            counts = np.bincount(visible.ravel(), minlength=len(kept) + 2)
+            if counts[1:].min() >= min_pixels:
+                instances = trial
+                kept.append((index, pose, mask))
+                break
+    return instances, kept
+
+
+def _paint(rng: np.random.Generator, img: np.ndarray, look: ToyClass, pose: dict,
+           mask: np.ndarray) -> None:
+    """Paint one textured object into ``img`` (float32 [H,W,3]) inside ``mask``."""
+    colour = np.clip(np.array(COLOURS[look.colour]) + rng.uniform(-15, 15, 3), 0, 255)
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    centre = (pose["centre"][0] - cols[0], pose["centre"][1] - rows[0])
+    box_size = (rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
+    pattern = texture_pattern(look.texture, box_size, centre, pose["angle"], rng.uniform(6, 9))
+    shade = np.where(pattern, 0.42, 1.0) * rng.uniform(0.85, 1.08)
+    inside = mask[box]
+    img[box][inside] = shade[inside, None] * colour
+
+
 def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: list[int],
                  table: list[ToyClass], min_pixels: int, tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 [H,W,3] image and uint8 label (0 bg, class ids, 255 band) of ``classes``.
@@ -176,34 +211,14 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: list[
     Objects that cannot be placed in ``tries`` attempts, keeping every object at
     ``min_pixels`` visible labelled pixels, are left out.
     """
-    instances = np.zeros(size, np.int32)
-    kept: list[tuple[int, dict, np.ndarray]] = []
-    for cid in classes:
-        look = table[cid - 1]
-        for _ in range(tries):
-            pose = _place(rng, look.shape, size, min_pixels)
-            mask = shape_mask(look.shape, size, **pose)
-            trial = instances.copy()
-            trial[mask] = len(kept) + 1
-            counts = np.bincount(trial[~border_band(trial)].ravel(), minlength=len(kept) + 2)
-            if counts[1:].min() >= min_pixels:
-                instances = trial
-                kept.append((cid, pose, mask))
-                break
+    shapes = [table[c - 1].shape for c in classes]
+    instances, kept = _layout(rng, size, shapes, min_pixels, tries)
     img = background(rng, size)
-    label = np.zeros(size, np.uint8)
-    for k, (cid, pose, mask) in enumerate(kept):
-        look = table[cid - 1]
-        colour = np.clip(np.array(COLOURS[look.colour]) + rng.uniform(-15, 15, 3), 0, 255)
-        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-        centre = (pose["centre"][0] - cols[0], pose["centre"][1] - rows[0])
-        box_size = (rows[-1] + 1 - rows[0], cols[-1] + 1 - cols[0])
-        pattern = texture_pattern(look.texture, box_size, centre, pose["angle"], rng.uniform(6, 9))
-        shade = np.where(pattern, 0.42, 1.0) * rng.uniform(0.85, 1.08)
-        inside = mask[box]
-        img[box][inside] = shade[inside, None] * colour
-        label[instances == k + 1] = cid
+    for index, pose, mask in kept:
+        _paint(rng, img, table[classes[index] - 1], pose, mask)
+    lut = np.array([0] + [classes[index] for index, _, _ in kept], np.uint8)
+    label = lut[instances]
     label[border_band(instances)] = IGNORE
-    img = cv2.GaussianBlur(img, (3, 3), 0.6) + 5 * rng.standard_normal(img.shape, np.float32)
+    img = cv2.GaussianBlur(img, (3, 3), 0.6)
+    img += rng.integers(-9, 10, img.shape, dtype=np.int8)  # sensor noise, std ~5
     return np.clip(img, 0, 255).astype(np.uint8), label
