@@ -1,0 +1,96 @@
+"""Checkpoints: atomic writes, safe loads, strict loading of the trained weights.
+
+A checkpoint (``last.pt``, ``best.pt``) is a dict with ``model`` (the model's
+``trainable_state_dict()``), ``optimizer``, ``epoch``, ``iteration``, ``best_miou``,
+``config`` (resolved, plain containers) and ``rng`` (per-rank generator states).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+LAST = "last.pt"
+BEST = "best.pt"
+REQUIRED_KEYS = ("model", "optimizer", "epoch", "iteration", "best_miou", "config", "rng")
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename (no-op where directories cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` to ``path`` atomically.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsynced, then
+    renamed over ``path``: a crash at any point leaves the previous file intact.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(dict(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    log.info("saved %s", path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",
+                    full: bool = True) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True``.
+
+    ``full`` requires every key of a training checkpoint (for resuming); otherwise only
+    ``model`` is required.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    required = REQUIRED_KEYS if full else ("model",)
+    missing = [key for key in required if key not in state]
+    if missing:
+        raise KeyError(f"checkpoint {path} lacks {missing} (has {sorted(state)})")
+    return state
+
+
+def load_trained_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
+    """Strictly load the ``model`` entry of a checkpoint into ``model``; returns the checkpoint.
+
+    ``model`` must offer ``load_trainable_state_dict`` (FSSAM), which names every missing
+    or unexpected key.
+    """
+    state = load_checkpoint(path, full=False)
+    model.load_trainable_state_dict(state["model"])
+    log.info("loaded trained weights from %s (epoch %s, iteration %s)", path,
+             state.get("epoch"), state.get("iteration"))
+    return state
+
+
+def find_resume_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """``run_dir/last.pt`` if it exists."""
+    path = Path(run_dir) / LAST
+    return path if path.is_file() else None

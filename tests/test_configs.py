@@ -1,0 +1,122 @@
+"""Every config composes; values are validated with errors naming the key and value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from fssam.utils.config import (ConfigError, dataset_kwargs, model_kwargs, per_process_batch,
+                                validate_config, validate_trainer)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIGS / group).glob("*.yaml"))
+
+
+def load(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        return compose("train", overrides=list(overrides))
+
+
+def checked(*overrides: str):
+    cfg = load(*overrides)
+    validate_config(cfg)
+    validate_trainer(cfg.trainer)
+    return cfg
+
+
+def test_groups_hold_the_expected_options():
+    assert options("dataset") == ["coco", "pascal", "toy"]
+    assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
+    assert options("experiment") == ["coco_fssam", "pascal_fssam"]
+    assert {"default", "debug"} <= set(options("trainer"))
+
+
+def test_the_documented_command_composes():
+    cfg = checked("dataset=coco", "split=2", "shot=5", "sam2=large")
+    assert cfg.run_dir == "exp/coco/FSSAM/split2/5shot/large"
+    assert cfg.model.sam2_config == "sam2_hiera_l.yaml"
+    assert cfg.model.sam2_checkpoint == "pretrained/sam2_hiera_large.pt"
+    assert cfg.model.image_size == 512 and cfg.dataset.coco_split == "interleaved"
+    kwargs = dataset_kwargs(cfg, mode="val", num_episodes=10, seed=321)
+    assert kwargs["dataset"] == "coco" and kwargs["fold"] == 2 and kwargs["shot"] == 5
+    assert kwargs["scale_range"] == (0.8, 1.25) and kwargs["seed"] == 321
+    assert "name" not in model_kwargs(cfg.model)
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("sam2", ["tiny", "small", "base_plus", "large"])
+@pytest.mark.parametrize("shot", [1, 5])
+def test_every_experiment_composes(experiment, sam2, shot):
+    dataset = experiment.split("_")[0]
+    cfg = checked(f"dataset={dataset}", f"sam2={sam2}", f"shot={shot}", f"experiment={experiment}")
+    paper = {"pascal": (300, 100, [0.9, 1.1]), "coco": (75, 25, [0.8, 1.25])}[dataset]
+    assert (cfg.trainer.epochs, cfg.trainer.early_stop_patience,
+            list(cfg.dataset.scale_range)) == paper
+    assert cfg.trainer.total_batch_size == 8 and per_process_batch(cfg.trainer, 4) == 2
+    assert cfg.run_dir == f"exp/{dataset}/FSSAM/split0/{shot}shot/{sam2}"
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in ("dataset", "sam2", "model", "trainer",
+                                                            "debug") for o in options(g)])
+def test_every_group_option_composes(group, option):
+    cfg = checked(f"{group}={option}")
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_micro_and_debug_presets():
+    cfg = checked("debug=cpu")
+    assert (cfg.dataset.name, cfg.sam2.name, cfg.model.dino_checkpoint) == ("toy", "micro", None)
+    assert Path(cfg.sam2.config).is_relative_to("configs") and cfg.trainer.max_iterations == 4
+    assert (CONFIGS.parent / cfg.sam2.config).is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("shot=0", "shot=0: must be >= 1"),
+    ("split=4", "split=4: must be <= 3"),
+    ("split=-1", "split=-1: must be >= 0"),
+    ("shot=two", "shot='two': must be an integer"),
+    ("dataset.coco_split=random", "dataset.coco_split='random': must be one of interleaved"),
+    ("dataset.name=voc", "dataset.name='voc'"),
+    ("dataset.support_annotation=points", "dataset.support_annotation='points'"),
+    ("dataset.scale_range=[1.2,0.9]", "dataset.scale_range="),
+    ("sam2.name=huge", "sam2.name='huge'"),
+    ("sam2.image_size=500", "sam2.image_size=500: must be a multiple of 32"),
+    ("model.refine_version=v3", "model.refine_version='v3'"),
+    ("model.dino_variant=vits8", "model.dino_variant='vits8'"),
+    ("model.dino_input_size=500", "model.dino_input_size=500: must be a multiple of 14"),
+    ("trainer.amp=fp8", "trainer.amp='fp8': must be one of bf16, none"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
+    ("trainer.epochs=1.5", "trainer.epochs=1.5: must be an integer"),
+    ("trainer.lr=-1", "trainer.lr=-1: must be > 0"),
+    ("trainer.device=tpu", "trainer.device='tpu'"),
+    ("trainer.early_stop_patience=0", "trainer.early_stop_patience=0: must be >= 1"),
+])
+def test_invalid_values_name_key_and_value(override, message):
+    with pytest.raises(ConfigError) as error:
+        checked(override)
+    assert message in str(error.value)
+
+
+def test_experiment_must_match_dataset():
+    with pytest.raises(ConfigError, match="dataset='pascal'.*coco_fssam.*dataset=coco"):
+        checked("experiment=coco_fssam")
+
+
+def test_total_batch_must_divide_over_processes():
+    cfg = checked("experiment=pascal_fssam")
+    assert per_process_batch(cfg.trainer, 1) == 8
+    with pytest.raises(ConfigError, match="trainer.total_batch_size=8: is not divisible by the 3"):
+        per_process_batch(cfg.trainer, 3)
+    assert per_process_batch(load("trainer.batch_size=3").trainer, 3) == 3
+
+
+def test_unknown_group_option_is_reported_by_hydra():
+    with pytest.raises(Exception, match="sam2.*huge"):
+        load("sam2=huge")
