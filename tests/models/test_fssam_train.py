@@ -156,3 +156,15 @@ def test_release_checkpoint_lists_unmapped_keys(model, tmp_path):
         assert key in str(err.value)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_release_checkpoint(model, tmp_path / "missing.pth")
+
+
+def test_refinement_options_reach_the_model(fssam_factory, parity_batch):
+    batch = parity_batch(1)
+    with torch.no_grad():
+        v1 = fssam_factory()(batch, return_intermediates=True)["intermediates"]["refine"]
+        v2 = fssam_factory(num_refine=2, refine_version="v2")(
+            batch, return_intermediates=True)["intermediates"]["refine"]
+    assert len(v1.steps) == 3 and len(v2.steps) == 2
+    assert (v1.steps[1][0] - v2.steps[1][0]).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="v3"):
+        fssam_factory(refine_version="v3")
