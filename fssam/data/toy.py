@@ -153,7 +153,7 @@ def _split_sizes(num_images: int, val_fraction: float) -> tuple[int, int]:
 
 def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 0, *,
                     size: tuple[int, int] = (160, 256), val_fraction: float = 0.35,
-                    same_fold_p: float = 0.6, workers: int | None = None) -> dict[str, Any]:
+                    same_fold_p: float = 0.75, workers: int | None = None) -> dict[str, Any]:
     """Write a 20-class dataset in the PASCAL VOC2012 + SegmentationClassAug layout.
 
     ``size`` bounds the height and width (each drawn independently). Returns the meta dict.
@@ -178,7 +178,7 @@ def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 
 
 def make_toy_coco(root: str | os.PathLike, num_images: int = 1200, seed: int = 0, *,
                   size: tuple[int, int] = (160, 256), val_fraction: float = 0.35,
-                  same_fold_p: float = 0.6, workers: int | None = None) -> dict[str, Any]:
+                  same_fold_p: float = 0.75, workers: int | None = None) -> dict[str, Any]:
     """Write an 80-class dataset in the COCO2014 layout with class-index PNG labels."""
     root = Path(root)
     n_train, n_val = _split_sizes(num_images, val_fraction)

@@ -134,8 +134,8 @@ def test_every_class_has_enough_eligible_images_in_every_fold(
             for c, n in pixels.items():
                 if int(c) in novel:
                     val[int(c)] += n >= MIN_ELIGIBLE_PIXELS
-        assert min(train.values()) >= 10, (fold, train)
-        assert min(val.values()) >= 10, (fold, val)
+        assert min(train.values()) >= 12, (fold, train)
+        assert min(val.values()) >= 12, (fold, val)
     counts = eligible_counts(meta)
     assert all(min(c.values()) >= 12 for c in counts.values())
 
