@@ -1,0 +1,184 @@
+"""Testing a model on the evaluation episodes of several seeds (test.py and the demo).
+
+For each seed, ``episodes`` evaluation episodes are scored with ``run_evaluation``;
+``results.json`` holds the metrics of every seed and their mean and standard deviation
+over the seeds (never a best seed). Only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.initialize import get_gh_backup, restore_gh_from_backup
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fssam.data import build_dataset
+from fssam.data.folds import novel_classes
+from fssam.engine.checkpoint import load_trained_weights
+from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
+from fssam.engine.prior_cache import PriorCache, weights_fingerprint
+from fssam.models import FSSAM, load_release_checkpoint
+from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
+from fssam.utils.dist import DistInfo
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMATS = ("ours", "release", "none")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+def compose_config(name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """``configs/<name>.yaml`` composed with ``overrides`` outside ``hydra.main``.
+
+    Hydra's global state (which importing sam2 sets up) is restored afterwards.
+    """
+    backup = get_gh_backup()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return compose(config_name=name, overrides=list(overrides))
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def validate_test_config(cfg: DictConfig) -> None:
+    """Shared checks plus the test keys; errors name the key (``episodes=0: ...``)."""
+    validate_config(cfg)
+    if cfg.checkpoint_format not in CHECKPOINT_FORMATS:
+        raise ConfigError(f"checkpoint_format={cfg.checkpoint_format!r}: must be one of "
+                          f"{', '.join(CHECKPOINT_FORMATS)}")
+    for key, low in (("episodes", 1), ("batch_size", 1), ("vis", 0)):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else None
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ConfigError(f"seeds={cfg.seeds!r}: must be a non-empty list of integers >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds={seeds}: a seed is repeated")
+    for key in ("prior_cache", "prior_only"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r}: must be true or false")
+
+
+def build_test_model(cfg: DictConfig) -> FSSAM:
+    """The configured model with the weights of ``checkpoint`` (``checkpoint_format``)."""
+    model: FSSAM = instantiate(model_kwargs(cfg.model))
+    if cfg.checkpoint_format == "ours":
+        load_trained_weights(model, cfg.checkpoint)
+    elif cfg.checkpoint_format == "release":
+        load_release_checkpoint(model, cfg.checkpoint)
+    else:
+        log.warning("checkpoint_format=none: testing the model WITHOUT trained weights")
+    return model
+
+
+def _prior_cache(cfg: DictConfig, dino_weights: str | None, seed: int) -> PriorCache | None:
+    if dino_weights is None:
+        return None
+    data = cfg.dataset
+    return PriorCache(cfg.prior_cache_dir, {
+        "dataset": f"{data.name}:{Path(data.root).resolve()}",
+        "fold": int(cfg.split),
+        "shot": int(cfg.shot),
+        "seed": int(seed),
+        "image_size": int(cfg.sam2.image_size),
+        "support_annotation": data.support_annotation,
+        "coco_split": data.coco_split if data.protocol == "coco" else None,
+        "dino_variant": cfg.model.dino_variant,
+        "dino_input_size": int(cfg.model.dino_input_size),
+        "dino_weights": dino_weights,
+    })
+
+
+def _amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if device.type == "cuda" and cfg.trainer.amp == "bf16" else None
+
+
+def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, Any]:
+    """Metrics of every seed in ``cfg.seeds`` and their mean/std (see ``summarize_seeds``)."""
+    model.to(info.device)
+    predictor = PriorOnly(model) if cfg.prior_only else model
+    classes = novel_classes(cfg.dataset.protocol, int(cfg.split), cfg.dataset.coco_split)
+    per_seed: dict[int, dict[str, Any]] = {}
+    start = time.perf_counter()
+    dino_weights = weights_fingerprint(model.prior.dino) if cfg.prior_cache else None
+    for number, seed in enumerate(cfg.seeds):
+        dataset = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes),
+                                                 seed=int(seed)))
+        loader = build_eval_loader(dataset, batch_size=int(cfg.batch_size),
+                                   num_workers=int(cfg.trainer.num_workers))
+        vis_dir = Path(cfg.run_dir) / "vis" if number == 0 and cfg.vis > 0 else None
+        per_seed[int(seed)] = run_evaluation(
+            predictor, loader, class_ids=classes, device=info.device,
+            amp_dtype=_amp_dtype(cfg, info.device), prior_cache=_prior_cache(cfg, dino_weights, seed),
+            vis_dir=vis_dir, num_vis=int(cfg.vis), progress=bool(cfg.trainer.progress))
+        log.info("seed %d: mIoU %.2f FB-IoU %.2f", seed, per_seed[int(seed)]["miou"],
+                 per_seed[int(seed)]["fbiou"])
+    return {
+        "dataset": cfg.dataset.name, "split": int(cfg.split), "shot": int(cfg.shot),
+        "sam2": cfg.sam2.name, "model": cfg.model.name,
+        "checkpoint": None if cfg.checkpoint_format == "none" else str(cfg.checkpoint),
+        "checkpoint_format": cfg.checkpoint_format, "prior_only": bool(cfg.prior_only),
+        "episodes": int(cfg.episodes), "world_size": info.world_size,
+        "seconds": round(time.perf_counter() - start, 2),
+        "per_seed": [{"seed": s, **r} for s, r in per_seed.items()],
+        "summary": summarize_seeds(per_seed),
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats become null; mapping keys become strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_results(results: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``results`` as JSON atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(_json_safe(results), handle, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """A small table: one row per seed, then mean +- std."""
+    summary = results["summary"]
+    lines = [
+        f"{results['model']} {results['dataset']} split{results['split']} {results['shot']}-shot "
+        f"SAM 2 {results['sam2']}: {len(results['per_seed'])} seed(s) x {results['episodes']} episodes",
+        f"{'seed':>10}  {'mIoU':>14}  {'FB-IoU':>14}",
+    ]
+    for row in results["per_seed"]:
+        lines.append(f"{row['seed']:>10}  {row['miou']:>14.2f}  {row['fbiou']:>14.2f}")
+    miou, fbiou = summary["miou"], summary["fbiou"]
+    lines.append(f"{'mean+-std':>10}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
+                 f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}")
+    return "\n".join(lines)

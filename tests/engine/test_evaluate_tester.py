@@ -1,0 +1,128 @@
+"""test.py and fssam.engine.tester: results.json over seeds, checkpoints, config checks."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fssam.data.toy import make_toy_pascal
+from fssam.engine.tester import (
+    build_test_model,
+    compose_config,
+    evaluate_seeds,
+    validate_test_config,
+    write_results,
+)
+from fssam.utils.config import ConfigError
+from fssam.utils.dist import DistInfo
+
+REPO = Path(__file__).resolve().parents[2]
+SINGLE = DistInfo(0, 1, 0, torch.device("cpu"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: tiny tensors, and no oversubscription under pytest -n 2."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_pascal(root, num_images=60, seed=0, workers=1)
+    return root
+
+
+def overrides(toy_root: Path, exp_dir: Path, *extra: str) -> list[str]:
+    return ["debug=cpu", f"dataset.root={toy_root}", f"dataset.cache_dir={exp_dir / 'lists'}",
+            f"exp_dir={exp_dir}", "episodes=6", "seeds=[321,123]", "trainer.progress=false",
+            "trainer.num_threads=1", *extra]
+
+
+def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = overrides(toy_root, tmp_path, "checkpoint_format=none", "vis=2")
+    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "toy" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [row["seed"] for row in results["per_seed"]] == [321, 123]
+    assert all(row["num_episodes"] == 6 for row in results["per_seed"])
+    mious = [row["miou"] for row in results["per_seed"]]
+    assert mious[0] != mious[1]
+    summary = results["summary"]
+    assert summary["seeds"] == [321, 123]
+    assert summary["miou"]["mean"] == pytest.approx(sum(mious) / 2)
+    assert summary["miou"]["std"] == pytest.approx(abs(mious[0] - mious[1]) / 2)
+    assert set(summary["class_iou"]) <= {"1", "2", "3", "4", "5"}
+    assert "best" not in json.dumps(results)
+    assert "mean+-std" in result.stdout
+    assert len(list((run_dir / "vis").glob("*.png"))) == 2
+
+
+def test_cached_and_prior_only_runs(toy_root: Path, tmp_path: Path) -> None:
+    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none", "prior_cache=true"))
+    validate_test_config(cfg)
+    torch.manual_seed(0)
+    model = build_test_model(cfg)
+    first = evaluate_seeds(cfg, model, SINGLE)
+    assert len(list(Path(cfg.prior_cache_dir).iterdir())) == 2
+    second = evaluate_seeds(cfg, model, SINGLE)
+    assert first["per_seed"] == second["per_seed"]
+    cfg.prior_only = True
+    prior = evaluate_seeds(cfg, model, SINGLE)
+    assert prior["prior_only"] and prior["per_seed"] != first["per_seed"]
+    path = write_results({"miou": math.nan, "class_iou": {1: 2.0}}, tmp_path / "r.json")
+    assert json.loads(path.read_text()) == {"miou": None, "class_iou": {"1": 2.0}}
+
+
+def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    trained = build_test_model(compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none")))
+    state = {k: v + 0.5 for k, v in trained.trainable_state_dict().items()}
+    torch.save({"model": state, "epoch": 1}, tmp_path / "best.pt")
+    cfg = compose_config("test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'best.pt'}"))
+    loaded = build_test_model(cfg)
+    for key, value in loaded.trainable_state_dict().items():
+        assert torch.equal(value, state[key]), key
+    dropped = sorted(state)[0]
+    torch.save({"model": {k: v for k, v in state.items() if k != dropped}}, tmp_path / "bad.pt")
+    with pytest.raises(KeyError, match=dropped.replace(".", r"\.")):
+        build_test_model(compose_config("test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'bad.pt'}")))
+    release = {f"module.sam2.{k}": v + 1.0 for k, v in trained.sam2.state_dict().items()}
+    torch.save({"state_dict": release}, tmp_path / "release.pth")
+    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=release",
+                                           f"checkpoint={tmp_path / 'release.pth'}"))
+    released = build_test_model(cfg)
+    for key, value in released.sam2.state_dict().items():
+        assert torch.equal(value, release[f"module.sam2.{key}"]), key
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("episodes=0", "episodes=0"),
+        ("seeds=[]", "seeds="),
+        ("seeds=[5,5]", "repeated"),
+        ("seeds=7", "seeds=7"),
+        ("checkpoint_format=theirs", "checkpoint_format='theirs'"),
+        ("batch_size=0", "batch_size=0"),
+        ("prior_cache=1", "prior_cache=1"),
+        ("shot=0", "shot=0"),
+    ],
+)
+def test_bad_settings_are_named(toy_root: Path, tmp_path: Path, override: str, message: str) -> None:
+    cfg = compose_config("test", overrides(toy_root, tmp_path, override))
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate_test_config(cfg)
