@@ -21,7 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 256), metavar=("MIN", "MAX"),
                         help="range of image height and width in pixels")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: CPUs, at most 8)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes (default: CPUs, at most 8)")
     return parser.parse_args(argv)
 
 

@@ -16,7 +16,8 @@ from fssam.data.coco_convert import SPLITS, convert_coco
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", required=True, help="COCO root holding train2014/ val2014/ annotations/")
+    parser.add_argument("--root", required=True,
+                        help="COCO root holding train2014/ val2014/ annotations/")
     parser.add_argument("--ann-dir", default=None,
                         help="folder of the instances_*.json files (default: <root>/annotations)")
     parser.add_argument("--splits", nargs="+", default=list(SPLITS), choices=SPLITS)

@@ -165,7 +165,8 @@ def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 
     for split, count, offset in (("train", n_train, 0), ("val", n_val, n_train)):
         names = [f"2012_{offset + i + 1:06d}" for i in range(count)]
         splits[split] = [
-            (n, str(voc / "JPEGImages" / f"{n}.jpg"), str(voc / "SegmentationClassAug" / f"{n}.png"))
+            (n, str(voc / "JPEGImages" / f"{n}.jpg"),
+             str(voc / "SegmentationClassAug" / f"{n}.png"))
             for n in names
         ]
     meta = _generate(root, "pascal", splits, 20, _pascal_group, seed, size, same_fold_p, workers)
@@ -192,7 +193,8 @@ def make_toy_coco(root: str | os.PathLike, num_images: int = 1200, seed: int = 0
     return _generate(root, "coco", splits, 80, _coco_group, seed, size, same_fold_p, workers)
 
 
-def eligible_counts(meta: dict[str, Any], min_pixels: int = MIN_ELIGIBLE_PIXELS) -> dict[str, dict[int, int]]:
+def eligible_counts(meta: dict[str, Any],
+                    min_pixels: int = MIN_ELIGIBLE_PIXELS) -> dict[str, dict[int, int]]:
     """Per split, the number of images in which each class has >= ``min_pixels`` pixels."""
     out: dict[str, dict[int, int]] = {}
     for split, images in meta["images"].items():

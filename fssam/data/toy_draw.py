@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-SHAPES = ("disc", "square", "triangle", "ring", "cross", "star", "ellipse", "diamond", "hexagon", "crescent")
+SHAPES = (
+    "disc", "square", "triangle", "ring", "cross",
+    "star", "ellipse", "diamond", "hexagon", "crescent",
+)
 COLOURS = {
     "red": (220, 30, 30),
     "green": (30, 190, 40),
@@ -205,7 +208,8 @@ def _paint(rng: np.random.Generator, img: np.ndarray, look: ToyClass, pose: dict
 
 
 def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: list[int],
-                 table: list[ToyClass], min_pixels: int, tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
+                 table: list[ToyClass], min_pixels: int,
+                 tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 [H,W,3] image and uint8 label (0 bg, class ids, 255 band) of ``classes``.
 
     Objects that cannot be placed in ``tries`` attempts, keeping every object at

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = 255
 
 
-def logits_to_prediction(logits: torch.Tensor, size: tuple[int, int] | Sequence[int]) -> torch.Tensor:
+def logits_to_prediction(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Upsample logits [H,W] to ``size`` (bilinear, align_corners=True); sigmoid >= 0.5."""
     if logits.dim() != 2:
         raise ValueError(f"logits must be [H,W], got shape {tuple(logits.shape)}")
@@ -75,10 +75,13 @@ class SegmentationEvaluator:
         """Add one episode: ``pred`` bool [H0,W0], ``target`` [H0,W0] in {0, 1, 255}."""
         class_id = int(class_id)
         if class_id not in self._index:
-            raise ValueError(f"class {class_id} is not among the evaluated classes {self.class_ids}")
+            raise ValueError(
+                f"class {class_id} is not among the evaluated classes {self.class_ids}"
+            )
         if pred.shape != target.shape:
             raise ValueError(
-                f"prediction shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}"
+                f"prediction shape {tuple(pred.shape)} differs from target shape "
+                f"{tuple(target.shape)}"
             )
         pred = pred.detach().to("cpu", torch.bool)
         target = target.detach().to("cpu")

@@ -82,10 +82,11 @@ def test_labels_have_the_exact_values(coco_json_root: Path) -> None:
         [255, 255, 255, 255, 1, 1, 1, 1],
         [255, 255, 255, 255, 0, 0, 0, 0],
     ], np.uint8)
-    np.testing.assert_array_equal(_label(out / "val2014" / "COCO_val2014_000000000010.png"), expected_10)
+    val = out / "val2014"
+    np.testing.assert_array_equal(_label(val / "COCO_val2014_000000000010.png"), expected_10)
     expected_7 = np.zeros((5, 5), np.uint8)
     expected_7[1:3, 1:4] = 2
-    np.testing.assert_array_equal(_label(out / "val2014" / "COCO_val2014_000000000007.png"), expected_7)
+    np.testing.assert_array_equal(_label(val / "COCO_val2014_000000000007.png"), expected_7)
     np.testing.assert_array_equal(_label(out / "train2014" / "COCO_train2014_000000000001.png"),
                                   np.zeros((3, 4), np.uint8))
 
@@ -113,7 +114,8 @@ def test_unknown_category_is_named(coco_json_root: Path) -> None:
 
 
 def test_script_main(coco_json_root: Path) -> None:
-    spec = importlib.util.spec_from_file_location("prepare_coco", REPO / "scripts" / "prepare_coco.py")
+    script = REPO / "scripts" / "prepare_coco.py"
+    spec = importlib.util.spec_from_file_location("prepare_coco", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main(["--root", str(coco_json_root), "--splits", "val2014", "--no-progress"])

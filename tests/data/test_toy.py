@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fssam.data.toy import META_FILE, MIN_ELIGIBLE_PIXELS, eligible_counts, make_toy_coco, make_toy_pascal
+from fssam.data.toy import (
+    META_FILE, MIN_ELIGIBLE_PIXELS, eligible_counts, make_toy_coco, make_toy_pascal,
+)
 from fssam.data.toy_draw import SHAPES, class_table, shape_mask
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,7 +172,8 @@ def test_classes_are_distinct_and_drawable() -> None:
 
 
 def test_cli_writes_the_requested_layout(tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("make_toy_dataset", REPO / "scripts" / "make_toy_dataset.py")
+    script = REPO / "scripts" / "make_toy_dataset.py"
+    spec = importlib.util.spec_from_file_location("make_toy_dataset", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main(["--root", str(tmp_path), "--layout", "pascal", "--images", "10", "--seed", "1",
