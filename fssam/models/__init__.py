@@ -6,10 +6,19 @@ import logging
 from pathlib import Path
 
 import torch
+from hydra.core.global_hydra import GlobalHydra
 
-from fssam.models.fssam import FSSAM
-from fssam.models.prior import PseudoPromptGenerator, load_dinov2_state_dict
-from fssam.models.sam2_adapter import build_sam2
+# Importing sam2 initialises Hydra's global state for sam2's own builder, which we do not
+# use (configs are read with OmegaConf); left set, it makes a later ``@hydra.main`` fail.
+_HYDRA_WAS_INITIALISED = GlobalHydra.instance().is_initialized()
+import sam2  # noqa: E402,F401
+
+if not _HYDRA_WAS_INITIALISED:
+    GlobalHydra.instance().clear()
+
+from fssam.models.fssam import FSSAM  # noqa: E402
+from fssam.models.prior import PseudoPromptGenerator, load_dinov2_state_dict  # noqa: E402
+from fssam.models.sam2_adapter import build_sam2  # noqa: E402
 
 __all__ = ["FSSAM", "build_model", "load_release_checkpoint"]
 

@@ -18,7 +18,7 @@ MINMAX_EPS = 1e-7
 
 
 def masked_average(feat: Tensor, weight: Tensor, dim: int = -1) -> Tensor:
-    """``Σ f·m / (Σ m + 5e-4)`` over ``dim`` (the positions); ``weight`` broadcasts to ``feat``."""
+    """``Σ f·m / (Σ m + 5e-4)`` over ``dim`` (the positions); ``weight`` broadcasts."""
     return (feat * weight).sum(dim) / (weight.sum(dim) + PROTOTYPE_EPS)
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import sam2
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
@@ -42,7 +42,7 @@ def resolve_config(config: str) -> Path:
     path = Path(config)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    package_dir = Path(str(resources.files("sam2")))
+    package_dir = Path(sam2.__file__).parent
     for candidate in (package_dir / config, package_dir / "configs" / "sam2" / path.name):
         if candidate.is_file():
             return candidate

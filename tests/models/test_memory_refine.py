@@ -46,7 +46,8 @@ def test_v2_normalises_the_weight(parity):
     args = refine_inputs(parity("inputs_1shot"), parity("expected_1shot"))
     v1 = refine_memory(**args, iterations=1)
     v2 = refine_memory(**args, iterations=1, version="v2")
-    sim_fb = prototype_similarity(args["mem_fg"], args["mem_fb"][:, None], args["prior_fb"][:, None])
+    sim_fb = prototype_similarity(args["mem_fg"], args["mem_fb"][:, None],
+                                  args["prior_fb"][:, None])
     w = minmax(F.relu(v1.sim_support + sim_fb - 1), dim=(-2, -1))
     expected = w * args["mem_fg"] + (1 - w) * args["mem_fb"]
     torch.testing.assert_close(v2.mem_fb, expected, atol=1e-6, rtol=0)

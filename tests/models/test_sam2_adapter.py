@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,22 @@ def test_decode_passes_gradient_to_decoder(sam2_factory, parity):
     out.logits.sum().backward()
     assert pix_feat.grad[0].abs().sum() > 0  # sample 0 has a negative object score
     assert model.sam_prompt_encoder.no_mask_embed.weight.grad is None
+
+
+def test_import_leaves_hydra_state_alone():
+    """sam2's import initialises Hydra; fssam.models undoes that only if it did it."""
+    script = (
+        "from hydra.core.global_hydra import GlobalHydra\n"
+        "from hydra import initialize\n"
+        "import fssam.models.sam2_adapter\n"
+        "assert not GlobalHydra.instance().is_initialized()\n"
+        "import importlib, sys\n"
+        "for name in [m for m in sys.modules if m.startswith(('fssam.models', 'sam2'))]:\n"
+        "    del sys.modules[name]\n"
+        "with initialize(version_base='1.3', config_path=None):\n"
+        "    importlib.import_module('fssam.models')\n"
+        "    assert GlobalHydra.instance().is_initialized()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
