@@ -23,7 +23,7 @@ from fssam.engine.evaluate import (
     run_evaluation,
     summarize_seeds,
 )
-from fssam.engine.evaluator import SegmentationEvaluator
+from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
 from fssam.engine.prior_cache import PriorCache
 from fssam.models import build_model
 
@@ -144,13 +144,22 @@ def test_mode_is_restored_and_eval_used(model, dataset) -> None:
 
 
 def test_prior_only_scores_the_thresholded_prior(model, dataset) -> None:
-    expected = SegmentationEvaluator(CLASSES)
-    for item in dataset:
+    baseline, expected = PriorOnly(model), SegmentationEvaluator(CLASSES)
+    for batch in build_eval_loader(dataset, batch_size=4, num_workers=0):
         with torch.no_grad():
-            prior_fg, _ = model.prior(item["query_img"][None], item["support_imgs"][None], item["support_masks"][None])
-        up = F.interpolate(prior_fg, size=tuple(item["query_label"].shape), mode="bilinear", align_corners=True)
-        expected.update(up[0, 0] >= 0.5, item["query_label"], int(item["class_id"]))
-    assert evaluate(PriorOnly(model), dataset, batch_size=4) == expected.compute()
+            prior_fg, _ = model.prior(batch["query_img"], batch["support_imgs"], batch["support_masks"])
+            logits = baseline(batch)["logits"]
+        for i, label in enumerate(batch["query_label"]):
+            size = tuple(label.shape)
+            up = F.interpolate(prior_fg[i : i + 1], size=size, mode="bilinear", align_corners=True)[0, 0]
+            expected.update(up >= 0.5, label, int(batch["class_id"][i]))
+            # Equal but where float rounding decides (|prior - 0.5| below 1e-6).
+            differ = logits_to_prediction(logits[i], size) != (up >= 0.5)
+            assert not (differ & ((up - 0.5).abs() > 1e-6)).any()
+    got, want = evaluate(baseline, dataset, batch_size=4), expected.compute()
+    assert got["miou"] == pytest.approx(want["miou"], abs=0.01)
+    assert got["fbiou"] == pytest.approx(want["fbiou"], abs=0.01)
+    assert got["miou"] != pytest.approx(evaluate(model, dataset, batch_size=4)["miou"], abs=0.01)
 
 
 def test_summary_over_seeds_is_mean_and_std() -> None:
