@@ -7,7 +7,7 @@
     root/VOC2012/ImageSets/Segmentation/train.txt  ids of the training images
     root/VOC2012/ImageSets/Segmentation/val.txt    ids of the validation images
 
-``make_toy_coco(root, num_images=1000, seed=0)`` writes (80 classes)::
+``make_toy_coco(root, num_images=1200, seed=0)`` writes (80 classes)::
 
     root/{train2014,val2014}/COCO_<split>_<12-digit id>.jpg
     root/annotations/{train2014,val2014}/COCO_<split>_<12-digit id>.png
@@ -22,6 +22,9 @@ are distinct. In the training split, with probability ``same_fold_p`` an extra o
 takes a class of the first object's fold group (classes that are novel together in
 every supported split), which keeps enough all-base images for training. Output is a
 pure function of the arguments (bytes included), whatever ``workers`` is.
+
+Writing into a root that already holds a toy dataset replaces it (stale files of a
+larger earlier run are removed); a root holding other images is refused.
 """
 
 from __future__ import annotations
@@ -91,8 +94,10 @@ def _render_job(job: dict[str, Any]) -> dict[int, int]:
     size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
     table = class_table(job["num_classes"])
     img, label = render_scene(rng, size, job["classes"], table, MIN_OBJECT_PIXELS)
-    cv2.imwrite(job["image"], img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
-    cv2.imwrite(job["label"], label)
+    if not cv2.imwrite(job["image"], img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92]):
+        raise OSError(f"cannot write {job['image']}")
+    if not cv2.imwrite(job["label"], label):
+        raise OSError(f"cannot write {job['label']}")
     counts = np.bincount(label.ravel(), minlength=256)
     return {int(i): int(counts[i]) for i in np.flatnonzero(counts[1:255]) + 1}
 
@@ -113,21 +118,38 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _clear_previous(root: Path, folders: set[Path]) -> None:
+    """Remove the files of an earlier toy dataset; refuse to touch anything else."""
+    existing = [f for d in folders if d.is_dir() for f in d.iterdir() if f.is_file()]
+    if not existing:
+        return
+    if not (root / META_FILE).is_file():
+        raise FileExistsError(f"{root} already holds dataset files (e.g. {existing[0]}) and is "
+                              f"not a toy dataset ({META_FILE} missing); choose another root")
+    for f in existing:
+        f.unlink()
+
+
 def _generate(root: Path, layout: str, splits: dict[str, list[tuple[str, str, str]]],
               num_classes: int, group_of: Callable[[int], int], seed: int,
               size: tuple[int, int], same_fold_p: float, workers: int | None) -> dict[str, Any]:
     """Render every (name, image path, label path) of every split and write the meta file."""
+    folders = {Path(path).parent for entries in splits.values() for _, *paths in entries
+               for path in paths}
+    _clear_previous(root, folders)
     jobs = []
     for split_index, (split, entries) in enumerate(splits.items()):
         deal_rng = np.random.default_rng([seed, split_index, 0])
         p = same_fold_p if split_index == 0 else 0.0
         dealt = _deal_classes(deal_rng, len(entries), num_classes, group_of, p)
         for i, ((name, image, label), classes) in enumerate(zip(entries, dealt)):
-            Path(image).parent.mkdir(parents=True, exist_ok=True)
-            Path(label).parent.mkdir(parents=True, exist_ok=True)
             jobs.append({"split": split, "name": name, "image": image, "label": label,
                          "classes": classes, "seed": [seed, split_index, 1, i],
                          "num_classes": num_classes, "size": size})
+    root.mkdir(parents=True, exist_ok=True)
+    (root / META_FILE).write_text(json.dumps({"layout": layout, "complete": False}))
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
     counts = _run_jobs(jobs, _default_workers() if workers is None else workers)
     images: dict[str, dict[str, dict[str, int]]] = {split: {} for split in splits}
     for job, pixels in zip(jobs, counts):

@@ -182,3 +182,17 @@ def test_cli_writes_the_requested_layout(tmp_path: Path) -> None:
     assert len(ids) == 4
     label = _read_label(tmp_path / "VOC2012" / "SegmentationClassAug" / f"{ids[0]}.png")
     assert 170 <= min(label.shape) and max(label.shape) <= 200
+
+
+def test_rewrite_replaces_a_toy_dataset_and_refuses_other_data(tmp_path: Path) -> None:
+    make_toy_pascal(tmp_path / "toy", num_images=12, workers=0)
+    make_toy_pascal(tmp_path / "toy", num_images=6, workers=0)
+    voc = tmp_path / "toy" / "VOC2012"
+    assert len(list((voc / "JPEGImages").iterdir())) == 6
+    assert len(list((voc / "SegmentationClassAug").iterdir())) == 6
+    real = tmp_path / "real" / "VOC2012" / "JPEGImages"
+    real.mkdir(parents=True)
+    (real / "2007_000032.jpg").write_bytes(b"not a toy image")
+    with pytest.raises(FileExistsError, match="not a toy dataset"):
+        make_toy_pascal(tmp_path / "real", num_images=6, workers=0)
+    assert (real / "2007_000032.jpg").read_bytes() == b"not a toy image"
