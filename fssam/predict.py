@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 import torch
 
-from fssam.data.user_images import (InputError, Support, image_tensor, list_queries,
-                                    load_supports, mask_tensor, read_image)
+from fssam.data.user_images import (InputError, Support, list_queries, load_supports,
+                                    read_image, to_model_input)
+from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.evaluator import logits_to_prediction
 from fssam.models import build_model, load_release_checkpoint
 
@@ -50,26 +51,10 @@ class ModelSettings:
     legacy_kshot: bool = False
 
 
-def _find_key(tree: Any, key: str) -> dict | None:
-    """The first dict (breadth-first) in a nested config that holds ``key``."""
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            if key in node:
-                return node
-            queue.extend(node.values())
-    return None
-
-
 def settings_from_config(config: dict | None) -> dict[str, Any]:
-    """Model settings found in a checkpoint's saved training config (may be partial)."""
-    found: dict[str, Any] = {}
-    for name in (f.name for f in fields(ModelSettings)):
-        node = _find_key(config or {}, name)
-        if node is not None:
-            found[name] = node[name]
-    return found
+    """Model settings in a checkpoint's saved training config (its ``model`` group)."""
+    group = (config or {}).get("model") or {}
+    return {f.name: group[f.name] for f in fields(ModelSettings) if f.name in group}
 
 
 def resolve_settings(args: argparse.Namespace, config: dict | None) -> ModelSettings:
@@ -89,13 +74,12 @@ def _read_checkpoint(path: Path, fmt: str) -> dict | None:
     if fmt == "release":
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for a file it cannot unpickle
+        return load_checkpoint(path, full=False)
+    except (KeyError, ValueError) as err:
+        raise InputError(f"{err.args[0]}; it is not a checkpoint of ours: for the authors' "
+                         f"released checkpoints pass --checkpoint-format release") from err
+    except Exception as err:  # torch.load raises several types for a file it cannot read
         raise InputError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise InputError(f"{path} has no 'model' entry, so it is not a checkpoint of ours; for "
-                         f"the authors' released checkpoints pass --checkpoint-format release")
-    return state
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, int]:
@@ -150,13 +134,14 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
             output: Path, *, image_size: int, device: torch.device,
             amp_dtype: torch.dtype | None = None) -> list[Path]:
     """Segment each query given the supports; returns the mask files written."""
-    support_imgs = torch.stack([image_tensor(s.image, image_size) for s in supports])
-    support_masks = torch.stack([mask_tensor(s.mask, image_size, s.image_path) for s in supports])
+    inputs = [to_model_input(s.image, s.mask, image_size, s.image_path) for s in supports]
+    support_imgs = torch.stack([image for image, _ in inputs])
+    support_masks = torch.stack([mask for _, mask in inputs])
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for query, stem in zip(queries, _output_names(queries)):
         rgb = read_image(query)
-        batch = {"query_img": image_tensor(rgb, image_size)[None].to(device),
+        batch = {"query_img": to_model_input(rgb, None, image_size, query)[0][None].to(device),
                  "support_imgs": support_imgs[None].to(device),
                  "support_masks": support_masks[None].to(device)}
         autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
@@ -170,6 +155,20 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
         log.info("%s: %.1f%% foreground -> %s", query, 100 * pred.mean(), mask_path)
         written.append(mask_path)
     return written
+
+
+def _device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1``, ..."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise InputError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: CUDA is not available on this machine (or this "
+                         f"PyTorch has no CUDA); use --device cpu")
+    return device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -212,9 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
     try:
+        device = _device(args.device)
         supports = load_supports(args.support_images, masks=args.support_masks,
                                  boxes=args.support_boxes,
                                  white_is_foreground=args.mask_white_foreground)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from fssam.predict import main
+from fssam.predict import build_parser, main, resolve_settings
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -146,19 +146,34 @@ def test_missing_checkpoint_is_named(files, caplog):
 
 PARITY = REPO / "tests" / "fixtures" / "parity"
 MICRO = {"sam2_config": str(PARITY / "sam2_micro_v1.yaml"),
-         "sam2_checkpoint": str(PARITY / "micro_weights.pt"), "image_size": 128,
-         "dino_variant": "vitb14", "dino_checkpoint": None, "dino_input_size": 56,
-         "dino_kwargs": {"embed_dim": 32, "depth": 1, "num_heads": 2}}
+         "sam2_checkpoint": str(PARITY / "micro_weights.pt"),
+         "dino_kwargs": {"embed_dim": 32, "depth": 1, "num_heads": 2}}  # = fssam_tiny_dino
 MICRO_FLAGS = ["--sam2-config", MICRO["sam2_config"], "--sam2-checkpoint",
                MICRO["sam2_checkpoint"], "--image-size", "128", "--dino-input-size", "56",
                "--dino-checkpoint", "none", "--dino-kwargs", json.dumps(MICRO["dino_kwargs"])]
 
 
-def _micro_model(seed: int = 0) -> torch.nn.Module:
-    from fssam.models import build_model
+def _micro_config() -> dict:
+    """The resolved training config of a micro run, as train.py stores it in checkpoints."""
+    from omegaconf import OmegaConf
 
-    torch.manual_seed(seed)
-    return build_model(**MICRO).eval()
+    from fssam.engine.tester import compose_config
+
+    cfg = compose_config("train", ["sam2=micro", "model=fssam_tiny_dino",
+                                   f"sam2.config={MICRO['sam2_config']}",
+                                   f"sam2.checkpoint={MICRO['sam2_checkpoint']}"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _micro_model(config: dict) -> torch.nn.Module:
+    """The model as training and testing build it from the config."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from fssam.utils.config import model_kwargs
+
+    torch.manual_seed(0)
+    return instantiate(model_kwargs(OmegaConf.create(config["model"]))).eval()
 
 
 @pytest.fixture(scope="module")
@@ -182,14 +197,13 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
         masks.append(root / f"{name}_mask.png")
     for name in names[2:]:
         shutil.copy(voc / "JPEGImages" / f"{name}.jpg", queries / f"{name}.jpg")
-    model = _micro_model()
+    config = _micro_config()
+    model = _micro_model(config)
     with torch.no_grad():  # trained-looking weights: perturb what training would change
         for p in model.param_groups()[0]["params"]:
             p.add_(0.05 * torch.randn_like(p))
     ckpt = root / "best.pt"
-    torch.save({"model": model.trainable_state_dict(), "epoch": 3, "config": {
-        "model": {k: v for k, v in MICRO.items() if k != "image_size"},
-        "dataset": {"image_size": 128}}}, ckpt)
+    torch.save({"model": model.trainable_state_dict(), "epoch": 3, "config": config}, ckpt)
     release = root / "release.pth"
     torch.save({"state_dict": {f"module.sam2.{k}": v
                                for k, v in model.sam2.state_dict().items()}}, release)
@@ -199,18 +213,18 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[np.ndarray],
                query: np.ndarray) -> np.ndarray:
-    """Evaluation's preprocessing written out: bilinear images, nearest masks, 128x128."""
+    """What evaluation computes: float images through eval_transform, logits_to_prediction."""
+    from fssam.data.transforms import eval_transform
     from fssam.engine.evaluator import logits_to_prediction
 
-    def img(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(cv2.resize(a, (128, 128), interpolation=cv2.INTER_LINEAR)
-                                ).permute(2, 0, 1).float()
+    def prepared(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = eval_transform(image.astype(np.float32), mask, 128)
+        return torch.from_numpy(image).permute(2, 0, 1), torch.from_numpy(mask).long()
 
-    batch = {"query_img": img(query)[None],
-             "support_imgs": torch.stack([img(s) for s in supports])[None],
-             "support_masks": torch.stack([torch.from_numpy(cv2.resize(
-                 m, (128, 128), interpolation=cv2.INTER_NEAREST)).long() for m in masks])[None]}
-    torch.manual_seed(0)
+    pairs = [prepared(s, m) for s, m in zip(supports, masks)]
+    batch = {"query_img": prepared(query, np.zeros(query.shape[:2], np.uint8))[0][None],
+             "support_imgs": torch.stack([p[0] for p in pairs])[None],
+             "support_masks": torch.stack([p[1] for p in pairs])[None]}
     with torch.no_grad():
         logits = model(batch)["logits"][0]
     return logits_to_prediction(logits, query.shape[:2]).numpy()
@@ -307,3 +321,26 @@ def test_checkpoint_errors(toy, tmp_path, caplog):
                  *MICRO_FLAGS, *common]) == 2
     assert f"{toy['ckpt']} does not fit the model" in caplog.text
     assert not any(tmp_path.iterdir())
+
+
+def test_settings_precedence_flags_over_config_over_defaults():
+    args = build_parser().parse_args(["--checkpoint", "c.pt", "--support-images", "s.jpg",
+                                      "--support-boxes", "0,0,1,1", "--query", "q.jpg",
+                                      "--num-refine", "5", "--dino-checkpoint", "none"])
+    config = {"model": {"_target_": "fssam.models.build_model", "name": "FSSAM",
+                        "num_refine": 2, "dino_variant": "vitl14", "image_size": 256},
+              "dataset": {"root": "data/pascal"}}
+    settings = resolve_settings(args, config)
+    assert settings.num_refine == 5 and settings.dino_checkpoint is None  # flags
+    assert settings.dino_variant == "vitl14" and settings.image_size == 256  # saved config
+    assert settings.sam2_config == "sam2_hiera_s.yaml" and settings.dino_input_size == 560
+
+
+def test_cuda_request_without_cuda(files, caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    text = _bad(files, caplog, "--support-images", str(files["s1"]),
+                "--support-masks", str(files["m1"]), "--device", "cuda")
+    assert "CUDA is not available" in text and "--device cpu" in text
+    text = _bad(files, caplog, "--support-images", str(files["s1"]),
+                "--support-masks", str(files["m1"]), "--device", "gpu0")
+    assert "--device gpu0: not a device" in text

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fssam.data.transforms import eval_transform
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -130,15 +132,15 @@ def list_queries(path: Path) -> list[Path]:
     return found
 
 
-def image_tensor(rgb: np.ndarray, size: int) -> torch.Tensor:
-    """[3,S,S] float32 RGB 0..255, resized bilinearly as in evaluation."""
-    resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(resized).permute(2, 0, 1).float()
-
-
-def mask_tensor(mask: np.ndarray, size: int, name: Path) -> torch.Tensor:
-    """[S,S] int64 in {0,1,255}, resized with nearest neighbour as in evaluation."""
-    resized = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
-    if not (resized == 1).any():
+def to_model_input(rgb: np.ndarray, mask: np.ndarray | None, size: int,
+                   name: Path) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Evaluation's resize (``eval_transform`` on the float image): image [3,S,S] float32
+    RGB 0..255, mask [S,S] int64 in {0,1,255} (None when no mask is given)."""
+    label = np.zeros(rgb.shape[:2], np.uint8) if mask is None else mask
+    image, label = eval_transform(rgb.astype(np.float32), label, size)
+    image_t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    if mask is None:
+        return image_t, None
+    if not (label == 1).any():
         log.warning("the mask of %s vanishes at %dx%d; the object is too small", name, size, size)
-    return torch.from_numpy(resized.astype(np.int64))
+    return image_t, torch.from_numpy(label.astype(np.int64))
