@@ -1,0 +1,175 @@
+"""Episodic few-shot datasets of PASCAL-5i / COCO-20i.
+
+An episode: a query image, a class drawn uniformly among its eligible classes of the
+split (base for training, novel for evaluation), and K distinct support images of that
+class, none the query. Labels are binarised: 1 on the class, 255 kept, 0 elsewhere.
+Evaluation episode i is a pure function of (seed, i); training item i of
+(seed, epoch, i), so results do not depend on workers, processes or resumption.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from fssam.data import transforms as T
+from fssam.data.folds import base_classes, novel_classes
+from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_image, read_label
+
+log = logging.getLogger(__name__)
+
+SUPPORT_ANNOTATIONS = ("mask", "bbox")
+
+
+def boxes_from_mask(mask: np.ndarray) -> np.ndarray:
+    """Filled bounding box (1) of each connected component of mask == 1; 255 kept
+    outside the boxes, 0 elsewhere."""
+    out = np.where(mask == T.IGNORE, T.IGNORE, 0).astype(np.uint8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats((mask == 1).astype(np.uint8), connectivity=8)
+    for x, y, w, h, _ in stats[1:]:
+        out[y:y + h, x:x + w] = 1
+    return out
+
+
+def _image_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+def _mask_tensor(label: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(label.astype(np.int64))
+
+
+class EpisodicDataset(Dataset):
+    """Training (`mode="train"`, one item per query image) or evaluation
+    (`mode="val"`, `num_episodes` items) episodes over `records`."""
+
+    def __init__(self, *, records: Sequence[ImageRecord], class_ids: Sequence[int], shot: int,
+                 mode: str, image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
+                 support_annotation: str = "mask",
+                 scale_range: tuple[float, float] = (0.9, 1.1)) -> None:
+        _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
+                        image_size=image_size, num_episodes=num_episodes, seed=seed)
+        if not records:
+            raise ValueError(f"empty {mode} list: no images to draw episodes from")
+        self.records = list(records)
+        self.class_ids = [int(c) for c in class_ids]
+        self.shot, self.mode, self.image_size = shot, mode, image_size
+        self.num_episodes, self.seed = num_episodes, seed
+        self.support_annotation = support_annotation
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.epoch = 0
+        self.images_of_class = class_index(self.records)
+        self._check_class_counts()
+        self._order = np.random.default_rng(seed).permutation(len(self.records))
+
+    def _check_class_counts(self) -> None:
+        for c in self.class_ids:
+            count = len(self.images_of_class.get(c, []))
+            if count == 0:
+                log.warning("class %d has no eligible %s image; no episode will use it", c,
+                            self.mode)
+            elif count < self.shot + 1:
+                raise ValueError(f"class {c} has {count} eligible {self.mode} images, fewer "
+                                 f"than shot + 1 = {self.shot + 1}")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Training items depend on the epoch; call before each epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.num_episodes if self.mode == "val" else len(self.records)
+
+    def sample(self, index: int, rng: np.random.Generator) -> tuple[int, int, list[int]]:
+        """(query record, class id, support records) of item `index`."""
+        if self.mode == "val":
+            query = int(self._order[index % len(self.records)])
+        else:
+            query = index
+        class_id = int(rng.choice(self.records[query].classes))
+        pool = [j for j in self.images_of_class[class_id] if j != query]
+        supports = rng.choice(len(pool), size=self.shot, replace=False)
+        return query, class_id, [pool[int(k)] for k in supports]
+
+    def _load(self, record_index: int, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+        record = self.records[record_index]
+        image, label = read_image(record.image), read_label(record.label)
+        if image.shape[:2] != label.shape:
+            raise ValueError(f"size mismatch: image {record.image} is {image.shape[1]}x"
+                             f"{image.shape[0]} but label {record.label} is "
+                             f"{label.shape[1]}x{label.shape[0]}")
+        return image.astype(np.float32), T.binarize(label, class_id)
+
+    def _transform(self, image: np.ndarray, label: np.ndarray,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self.mode == "train":
+            return T.train_transform(image, label, size=self.image_size,
+                                     scale_range=self.scale_range, rng=rng)
+        return T.eval_transform(image, label, self.image_size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"episode {index} out of range 0..{len(self) - 1}")
+        key = [self.seed, index] if self.mode == "val" else [self.seed, self.epoch, index]
+        rng = np.random.default_rng(key)
+        query, class_id, supports = self.sample(index, rng)
+        query_image, query_label = self._load(query, class_id)
+        image, mask = self._transform(query_image, query_label, rng)
+        item = {"query_img": _image_tensor(image), "query_mask": _mask_tensor(mask)}
+        support_imgs, support_masks = [], []
+        for j in supports:
+            image, mask = self._transform(*self._load(j, class_id), rng)
+            if self.support_annotation == "bbox":
+                mask = boxes_from_mask(mask)
+            support_imgs.append(_image_tensor(image))
+            support_masks.append(_mask_tensor(mask))
+        item["support_imgs"] = torch.stack(support_imgs)
+        item["support_masks"] = torch.stack(support_masks)
+        item["class_id"] = torch.tensor(class_id, dtype=torch.int64)
+        if self.mode == "val":
+            item["query_label"] = _mask_tensor(query_label)
+            item["episode"] = torch.tensor(index, dtype=torch.int64)
+        return item
+
+
+def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size: int,
+                    num_episodes: int, seed: int) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    if support_annotation not in SUPPORT_ANNOTATIONS:
+        raise ValueError(f"unknown support_annotation {support_annotation!r} "
+                         f"(expected one of {', '.join(SUPPORT_ANNOTATIONS)})")
+    for name, value, low in (("shot", shot, 1), ("image_size", image_size, 1),
+                             ("num_episodes", num_episodes, 1), ("seed", seed, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
+                  image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
+                  coco_split: str = "interleaved", support_annotation: str = "mask",
+                  scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
+                  cache_dir: str | None = None) -> EpisodicDataset:
+    """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"."""
+    _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
+                    image_size=image_size, num_episodes=num_episodes, seed=seed)
+    split_classes = base_classes if mode == "train" else novel_classes
+    class_ids = split_classes(dataset, fold, coco_split)
+    records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
+                               coco_split=coco_split, train_list=train_list, cache_dir=cache_dir)
+    return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
+                           image_size=image_size, num_episodes=num_episodes, seed=seed,
+                           support_annotation=support_annotation, scale_range=scale_range)
+
+
+def collate_episodes(items: Sequence[dict[str, torch.Tensor]]) -> dict:
+    """Stack every tensor key; `query_label` stays a list (original sizes differ)."""
+    batch: dict = {}
+    for key in items[0]:
+        values = [item[key] for item in items]
+        batch[key] = values if key == "query_label" else torch.stack(values)
+    return batch

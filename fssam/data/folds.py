@@ -1,0 +1,51 @@
+"""Fold -> class split of PASCAL-5i and COCO-20i (class ids are 1-based).
+
+PASCAL-5i fold i: novel classes 5i+1..5i+5. COCO-20i fold i: interleaved
+{4k+i+1 : k = 0..19} (the authors' default) or contiguous 20i+1..20i+20.
+The other classes of the dataset are the base classes of the fold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Integral
+
+NUM_FOLDS = 4
+
+_NUM_CLASSES = {"pascal": 20, "coco": 80}
+
+# split name -> (fold, classes per fold) -> novel classes
+_SPLIT_RULES: dict[str, Callable[[int, int], range]] = {
+    "contiguous": lambda fold, per_fold: range(per_fold * fold + 1, per_fold * (fold + 1) + 1),
+    "interleaved": lambda fold, per_fold: range(fold + 1, NUM_FOLDS * per_fold + 1, NUM_FOLDS),
+}
+
+# PASCAL-5i only exists in the contiguous split; COCO-20i follows `coco_split`.
+_FIXED_SPLIT = {"pascal": "contiguous"}
+
+COCO_SPLITS = tuple(sorted(_SPLIT_RULES))
+DATASETS = tuple(_NUM_CLASSES)
+
+
+def num_classes(dataset: str) -> int:
+    """Number of foreground classes of `dataset` ("pascal" 20, "coco" 80)."""
+    if dataset not in _NUM_CLASSES:
+        raise ValueError(f"unknown dataset {dataset!r} (expected one of {', '.join(DATASETS)})")
+    return _NUM_CLASSES[dataset]
+
+
+def novel_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> list[int]:
+    """Novel (evaluation) classes of `fold`; `coco_split` only matters for COCO."""
+    total = num_classes(dataset)
+    if isinstance(fold, bool) or not isinstance(fold, Integral) or not 0 <= fold < NUM_FOLDS:
+        raise ValueError(f"unknown fold {fold!r} (expected an integer in 0..{NUM_FOLDS - 1})")
+    if coco_split not in _SPLIT_RULES:
+        raise ValueError(f"unknown coco_split {coco_split!r} (expected one of {', '.join(COCO_SPLITS)})")
+    rule = _SPLIT_RULES[_FIXED_SPLIT.get(dataset, coco_split)]
+    return list(rule(int(fold), total // NUM_FOLDS))
+
+
+def base_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> list[int]:
+    """Base (training) classes of `fold`: every class that is not novel."""
+    novel = set(novel_classes(dataset, fold, coco_split))
+    return [c for c in range(1, num_classes(dataset) + 1) if c not in novel]

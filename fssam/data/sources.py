@@ -1,0 +1,252 @@
+"""Per-fold image lists of PASCAL-5i and COCO-20i, built from a dataset root and cached.
+
+PASCAL root: ``VOC2012/JPEGImages/<id>.jpg``, ``VOC2012/ImageSets/Segmentation/val.txt``
+and ``SegmentationClassAug/<id>.png`` (at the root or under ``VOC2012/``). Training
+images: every SegmentationClassAug label not in val.txt, or the pairs of an explicit
+list file. Evaluation images: val.txt.
+COCO root: ``{train2014,val2014}/<name>.jpg`` and ``annotations/{train2014,val2014}/<name>.png``.
+Labels: pixel = class index, 0 background, 255 ignore.
+
+A class is eligible in an image when it covers at least ``MIN_PIXELS`` pixels. Training
+keeps images whose classes are all base classes and that have an eligible base class;
+evaluation keeps images with an eligible novel class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from multiprocessing.pool import ThreadPool
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from fssam.data.folds import base_classes, novel_classes, num_classes
+
+log = logging.getLogger(__name__)
+
+MIN_PIXELS = 2 * 32 * 32
+IGNORE = 255
+MODES = ("train", "val")
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One listed image: absolute image and label paths, eligible classes of the split."""
+
+    image: str
+    label: str
+    classes: tuple[int, ...]
+
+
+def read_image(path: str) -> np.ndarray:
+    """RGB uint8 [H,W,3]; FileNotFoundError / ValueError name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: str) -> np.ndarray:
+    """Class-index label uint8 [H,W] (grey or palette PNG); errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label not found: {path}")
+    try:
+        with Image.open(path) as label:
+            mode = label.mode
+            array = np.array(label) if mode in ("L", "P") else None
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read label {path}: {err}") from err
+    if array is None:
+        raise ValueError(f"label {path} must be a single-channel 8-bit PNG, got mode {mode}")
+    return array
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/fssam/lists`` (``~/.cache/fssam/lists``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fssam" / "lists"
+
+
+def class_index(records: Sequence[ImageRecord]) -> dict[int, list[int]]:
+    """Class id -> indices of the records where it is eligible."""
+    index: dict[int, list[int]] = {}
+    for i, record in enumerate(records):
+        for c in record.classes:
+            index.setdefault(c, []).append(i)
+    return index
+
+
+def _read_lines(path: str) -> list[str]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"list file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise ValueError(f"empty list file: {path}")
+    return lines
+
+
+def _resolve(bases: Sequence[str], relative: str) -> str:
+    """First of base/relative that exists, else the first candidate (errors name it)."""
+    candidates = [os.path.join(base, relative) for base in bases]
+    return next((c for c in candidates if os.path.exists(c)), candidates[0])
+
+
+def _pairs_from_list(list_file: str, bases: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in enumerate(_read_lines(list_file), start=1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise ValueError(f"{list_file}:{number}: expected 'image label', got {line!r}")
+        pairs.append((_resolve(bases, fields[0]), _resolve(bases, fields[1])))
+    return pairs
+
+
+def _pascal_pairs(root: str, mode: str, train_list: str | None) -> list[tuple[str, str]]:
+    voc = os.path.join(root, "VOC2012")
+    if mode == "train" and train_list is not None:
+        return _pairs_from_list(train_list, (root, voc))
+    label_dir = _resolve((root, voc), "SegmentationClassAug")
+    if not os.path.isdir(label_dir):
+        raise FileNotFoundError(f"label folder not found: {label_dir} (nor under {voc})")
+    val_ids = _read_lines(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"))
+    if mode == "val":
+        ids = val_ids
+    else:
+        excluded = set(val_ids)
+        stems = (name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
+        ids = sorted(stem for stem in stems if stem not in excluded)
+    return [(os.path.join(voc, "JPEGImages", f"{i}.jpg"), os.path.join(label_dir, f"{i}.png"))
+            for i in ids]
+
+
+def _coco_pairs(root: str, mode: str, train_list: str | None) -> list[tuple[str, str]]:
+    if mode == "train" and train_list is not None:
+        return _pairs_from_list(train_list, (root,))
+    split = "train2014" if mode == "train" else "val2014"
+    label_dir = os.path.join(root, "annotations", split)
+    if not os.path.isdir(label_dir):
+        raise FileNotFoundError(f"label folder not found: {label_dir}")
+    stems = sorted(name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
+    return [(os.path.join(root, split, f"{s}.jpg"), os.path.join(label_dir, f"{s}.png"))
+            for s in stems]
+
+
+_PAIR_BUILDERS = {"pascal": _pascal_pairs, "coco": _coco_pairs}
+
+
+def _class_pixels(label_path: str, max_class: int) -> dict[int, int]:
+    """Pixel count of every class present in the label (0 and 255 left out)."""
+    counts = np.bincount(read_label(label_path).ravel(), minlength=256)
+    present = [int(c) for c in np.flatnonzero(counts) if c not in (0, IGNORE)]
+    unknown = [c for c in present if c > max_class]
+    if unknown:
+        raise ValueError(f"label {label_path} has values {unknown} outside 0..{max_class} and 255")
+    return {c: int(counts[c]) for c in present}
+
+
+def _split_classes(counts: dict[int, int], split: set[int], allowed: set[int] | None) -> tuple:
+    """Eligible classes of `split`; none when a class outside `allowed` is present."""
+    if allowed is not None and not set(counts) <= allowed:
+        return ()
+    return tuple(sorted(c for c, n in counts.items() if c in split and n >= MIN_PIXELS))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+
+
+def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_split: str,
+               train_list: str | None) -> dict:
+    list_file = train_list if mode == "train" else None
+    list_sha = None
+    if list_file is not None:
+        list_sha = hashlib.sha256("\n".join(_read_lines(list_file)).encode()).hexdigest()
+    return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
+            "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
+            "coco_split": coco_split if dataset == "coco" else None,
+            "list_file": None if list_file is None else os.path.abspath(list_file),
+            "list_sha256": list_sha}
+
+
+def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
+    """Cache file of a list: named after the dataset, fold, mode and a hash of `key`."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"{key['dataset']}_fold{key['fold']}_{key['mode']}_{digest}.json"
+
+
+def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
+                 desc: str) -> list[dict[int, int]]:
+    """Class pixel counts of every label (threads: decoding releases the GIL)."""
+    for image, _ in pairs:
+        if not os.path.isfile(image):
+            raise FileNotFoundError(f"image not found: {image}")
+    labels = [label for _, label in pairs]
+    count = partial(_class_pixels, max_class=max_class)
+    with ThreadPool(max(1, workers)) as pool:
+        return list(tqdm(pool.imap(count, labels, chunksize=32), total=len(labels), desc=desc,
+                         unit="label", leave=False))
+
+
+def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
+                   train_list: str | None, workers: int) -> list[ImageRecord]:
+    pairs = _PAIR_BUILDERS[dataset](root, mode, train_list)
+    if not pairs:
+        raise ValueError(f"no {mode} images found for {dataset} under {root}")
+    novel = set(novel_classes(dataset, fold, coco_split))
+    base = set(base_classes(dataset, fold, coco_split))
+    split, allowed = (base, base) if mode == "train" else (novel, None)
+    desc = f"{dataset} fold {fold} {mode} list"
+    counts = _scan_labels(pairs, num_classes(dataset), workers, desc)
+    records = []
+    for (image, label), pixels in zip(pairs, counts):
+        classes = _split_classes(pixels, split, allowed)
+        if classes:
+            records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label), classes))
+    return records
+
+
+def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
+                     coco_split: str = "interleaved", train_list: str | None = None,
+                     cache_dir: str | Path | None = None, workers: int = 8) -> list[ImageRecord]:
+    """Eligible images of one fold and mode, read from the cache or built and cached.
+
+    The cache file is keyed by the dataset, root, fold, mode, COCO split and (training
+    only) the list file path and content, so changing any of them rebuilds the list.
+    """
+    novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
+    _check_mode(mode)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"dataset root not found: {root}")
+    key = _cache_key(dataset, root, fold, mode, coco_split, train_list)
+    path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
+    if path.is_file():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if cached.get("key") == key:
+            log.info("image list from cache %s", path)
+            return [ImageRecord(img, lbl, tuple(c)) for img, lbl, c in cached["records"]]
+    records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers)
+    if not records:
+        raise ValueError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
+                         f"(coco_split={coco_split}) under {root}")
+    payload = {"key": key, "records": [[r.image, r.label, list(r.classes)] for r in records]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload), encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("built %d %s images for %s fold %d, cached in %s", len(records), mode, dataset,
+             fold, path)
+    return records
