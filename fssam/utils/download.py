@@ -147,7 +147,7 @@ def fetch(url: str, dest: Path, *, expected_sha256: str | None = None, retries: 
             if attempt == retries:
                 kept = f"; {part.name} is kept, run the same command again to resume" if (
                     part.exists()) else ""
-                raise DownloadError(f"download of {url} failed: {err}{kept}") from err
+                raise DownloadError(f"download failed: {err}{kept}") from err
             log.warning("%s; retrying (%d/%d) in %.0f s", err, attempt + 1, retries, retry_wait)
             time.sleep(retry_wait)
     digest = sha256_file(part)
@@ -195,7 +195,7 @@ def _transfer(url: str, part: Path, *, timeout: float, chunk_size: int,
         raise
     with response:
         start, total = _start_and_total(response, offset, part.name)
-        received = _copy(response, part, start, total, chunk_size, progress)
+        received = _copy(response, part, start, total, chunk_size, progress, url)
     if total is not None and received < total:
         raise _Transient(f"connection closed after {received} of {total} bytes of {url}")
 
@@ -220,7 +220,7 @@ def _start_and_total(response: http.client.HTTPResponse, offset: int,
 
 
 def _copy(response: http.client.HTTPResponse, part: Path, start: int, total: int | None,
-          chunk_size: int, progress: bool | None) -> int:
+          chunk_size: int, progress: bool | None, url: str) -> int:
     """Stream the body into ``part`` from byte ``start``; return the file's size after."""
     received = start
     disable = None if progress is None else not progress  # None: off when not a terminal
@@ -231,7 +231,8 @@ def _copy(response: http.client.HTTPResponse, part: Path, start: int, total: int
             try:
                 block = response.read(chunk_size)
             except (OSError, http.client.HTTPException) as err:
-                raise _Transient(f"transfer interrupted after {received} bytes ({err!r})") from err
+                raise _Transient(f"transfer of {url} interrupted after {received} bytes "
+                                 f"({err!r})") from err
             if not block:
                 break
             f.write(block)
