@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,24 @@ def test_total_batch_must_divide_over_processes():
 def test_unknown_group_option_is_reported_by_hydra():
     with pytest.raises(Exception, match="sam2.*huge"):
         load("sam2=huge")
+
+
+def _train_py(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(CONFIGS.parent / "train.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_train_py_composes_the_documented_command(tmp_path):
+    result = _train_py(["dataset=coco", "split=2", "shot=5", "sam2=large", "--cfg", "all",
+                        "--resolve"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "run_dir: exp/coco/FSSAM/split2/5shot/large" in result.stdout
+    assert "dir: exp/coco/FSSAM/split2/5shot/large" in result.stdout.split("sweep:")[0]
+    assert "output_subdir: null" in result.stdout and "chdir: false" in result.stdout
+
+
+def test_train_py_rejects_invalid_values_before_any_work(tmp_path):
+    result = _train_py(["shot=0"], tmp_path)
+    assert result.returncode != 0
+    assert "shot=0: must be >= 1" in result.stderr
+    assert not any(tmp_path.rglob("*.pt")) and not (tmp_path / "outputs").exists()

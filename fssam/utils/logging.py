@@ -22,11 +22,12 @@ PACKAGES = ("torch", "torchvision", "sam2", "timm", "hydra-core", "numpy", "open
 
 def setup_logging(rank: int = 0, log_file: str | os.PathLike | None = None,
                   level: int = logging.INFO) -> None:
-    """Rank 0 logs ``level`` to stderr (and ``log_file``); other ranks only warnings."""
+    """Rank 0 logs ``level`` to stderr (and ``log_file``); other ranks only warnings.
+
+    Replaces the handlers of an earlier call; other handlers are left alone.
+    """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+    teardown_logging()
     root.setLevel(level if rank == 0 else logging.WARNING)
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if rank == 0 and log_file is not None:
@@ -35,7 +36,17 @@ def setup_logging(rank: int = 0, log_file: str | os.PathLike | None = None,
     prefix = "" if rank == 0 else f"[rank {rank}] "
     for handler in handlers:
         handler.setFormatter(logging.Formatter(prefix + FORMAT, "%Y-%m-%d %H:%M:%S"))
+        handler.fssam_handler = True  # type: ignore[attr-defined]
         root.addHandler(handler)
+
+
+def teardown_logging() -> None:
+    """Remove and close the handlers installed by ``setup_logging``."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "fssam_handler", False):
+            root.removeHandler(handler)
+            handler.close()
 
 
 def _json_value(value: Any) -> Any:

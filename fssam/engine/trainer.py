@@ -1,0 +1,314 @@
+"""Episodic training of FSSAM: the step does forward/backward/step, the rest hangs off it.
+
+Around the step: the per-iteration poly learning rate, loss records (metrics.jsonl,
+TensorBoard), validation (evenly spaced within each epoch) with the shared evaluator,
+``best.pt`` by mIoU, ``last.pt`` with everything needed to continue, automatic resume
+(mid-epoch included: the batches already done are skipped, so a resumed run ends with
+the weights of an uninterrupted one) and early stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from fssam.engine import checkpoint as ckpt
+from fssam.engine.evaluate import run_evaluation
+from fssam.engine.train_data import ResumableSampler
+from fssam.models.losses import dice_loss
+from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
+from fssam.utils.logging import JsonlWriter, truncate_jsonl
+from fssam.utils.seed import get_rng_state, set_rng_state
+
+log = logging.getLogger(__name__)
+
+INPUT_KEYS = ("query_img", "support_imgs", "support_masks", "query_mask")
+METRICS = "metrics.jsonl"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainSettings:
+    """Optimisation and bookkeeping settings (``configs/trainer``)."""
+
+    epochs: int
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    lr_power: float = 0.9
+    max_iterations: int | None = None
+    early_stop_patience: int | None = None
+    val_per_epoch: int = 2
+    amp_dtype: torch.dtype | None = None
+    save_every: int | None = None
+    log_every: int = 20
+    resume: bool = True
+    progress: bool = True
+
+
+@dataclass
+class TrainState:
+    """Position of the run: iterations done, best validation mIoU and when it was reached."""
+
+    iteration: int = 0
+    best_miou: float | None = None
+    best_epoch: float = 0.0
+
+
+def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
+    """``base_lr * (1 - iteration / total) ** power`` (iteration counts finished steps)."""
+    return base_lr * max(0.0, 1.0 - iteration / total) ** power
+
+
+def validation_points(iters_per_epoch: int, per_epoch: int) -> set[int]:
+    """Batch counts within an epoch after which to validate; the last is the epoch end."""
+    return {max(1, round(k * iters_per_epoch / per_epoch)) for k in range(1, per_epoch + 1)}
+
+
+class Trainer:
+    """Trains ``model`` (an FSSAM) on ``train_loader`` and validates on ``val_loader``.
+
+    ``train_loader`` must use a ``ResumableSampler`` (``build_train_loader``); ``config``
+    (plain containers) is stored in every checkpoint.
+    """
+
+    def __init__(self, *, model: torch.nn.Module, train_loader: DataLoader,
+                 val_loader: DataLoader | None, class_ids: Sequence[int], run_dir: str | Path,
+                 settings: TrainSettings, dist: DistInfo, config: dict[str, Any]) -> None:
+        if not isinstance(train_loader.sampler, ResumableSampler):
+            raise TypeError("train_loader needs a ResumableSampler (see build_train_loader)")
+        self.model = model.to(dist.device)
+        self.ddp = self._wrap(self.model, dist)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.class_ids = list(class_ids)
+        self.run_dir, self.settings, self.dist, self.config = Path(run_dir), settings, dist, config
+        self.optimizer = torch.optim.AdamW(model.param_groups(), lr=settings.lr,
+                                           betas=tuple(settings.betas),
+                                           weight_decay=settings.weight_decay)
+        self.iters_per_epoch = train_loader.sampler.num_batches(train_loader.batch_size)
+        if self.iters_per_epoch < 1:
+            raise ValueError(f"the training set ({len(train_loader.dataset)} items) is smaller "
+                             f"than one batch over all processes")
+        self.total_iterations = settings.epochs * self.iters_per_epoch
+        self.state = TrainState()
+        self.writer: SummaryWriter | None = None
+        self.metrics: JsonlWriter | None = None
+        self._losses: list[float] = []
+
+    @staticmethod
+    def _wrap(model: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
+        """DDP over several processes. Some trainable SAM 2 parameters never receive a
+        gradient (heads FSSAM does not use); a static graph handles them without the cost
+        of ``find_unused_parameters``."""
+        if dist.world_size == 1:
+            return model
+        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
+
+    # -- the step ---------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The one precision context around each forward (off on CPU)."""
+        dtype = self.settings.amp_dtype
+        if dtype is None or self.dist.device.type != "cuda":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=dtype)
+
+    def train_step(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Forward, Dice loss, backward, optimizer step; returns the loss averaged over ranks."""
+        inputs = {k: batch[k].to(self.dist.device, non_blocking=True) for k in INPUT_KEYS}
+        with self.autocast():
+            out = self.ddp(inputs)
+        loss = dice_loss(out["logits"].float(), inputs["query_mask"])
+        mean = all_reduce_sum(loss.detach().clone()) / self.dist.world_size
+        if not torch.isfinite(mean):
+            it = self.state.iteration + 1
+            raise NonFiniteLossError(
+                f"non-finite loss ({mean.item()}) at iteration {it} (epoch "
+                f"{(it - 1) // self.iters_per_epoch}): training stopped; {ckpt.LAST} holds the "
+                f"last saved state")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return mean
+
+    # -- the loop ---------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until the last epoch, ``max_iterations`` or early stopping."""
+        self._resume()
+        self._open_records()
+        stopped = "finished"
+        try:
+            limit = min(self.total_iterations, self.settings.max_iterations or self.total_iterations)
+            while self.state.iteration < limit:
+                reason = self._run_epoch(limit)
+                if reason:
+                    stopped = reason
+                    break
+        finally:
+            self._close_records()
+        log.info("training %s at iteration %d; best validation mIoU %s", stopped,
+                 self.state.iteration, self.state.best_miou)
+        return {"iteration": self.state.iteration, "best_miou": self.state.best_miou,
+                "stopped": stopped}
+
+    def _run_epoch(self, limit: int) -> str | None:
+        ipe = self.iters_per_epoch
+        epoch, done = divmod(self.state.iteration, ipe)
+        self.train_loader.sampler.set_epoch(epoch, start=done * self.train_loader.batch_size)
+        if hasattr(self.train_loader.dataset, "set_epoch"):
+            self.train_loader.dataset.set_epoch(epoch)
+        checks = validation_points(ipe, self.settings.val_per_epoch) if self.settings.val_per_epoch else set()
+        self.ddp.train()
+        bar = tqdm(total=ipe, initial=done, desc=f"epoch {epoch}", dynamic_ncols=True,
+                   disable=not (self.settings.progress and self.dist.is_main))
+        with bar:
+            for batch in self.train_loader:
+                lr = poly_lr(self.settings.lr, self.state.iteration, self.total_iterations,
+                             self.settings.lr_power)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self.train_step(batch).item()
+                self.state.iteration += 1
+                done += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                reason = self._after_step(loss, lr, validate=done in checks,
+                                          epoch_end=done == ipe, limit=limit)
+                if reason:
+                    return reason
+        return None
+
+    def _after_step(self, loss: float, lr: float, *, validate: bool, epoch_end: bool,
+                    limit: int) -> str | None:
+        it, s = self.state.iteration, self.settings
+        self._record_loss(loss, lr)
+        at_limit = it >= limit
+        validate = validate or (at_limit and s.val_per_epoch > 0)
+        improved = self._validate() if validate else False
+        if validate or epoch_end or at_limit or (s.save_every and it % s.save_every == 0):
+            self._save([ckpt.BEST, ckpt.LAST] if improved else [ckpt.LAST])
+        if at_limit:
+            return "finished" if it >= self.total_iterations else "reached max_iterations"
+        epochs_since_best = it / self.iters_per_epoch - self.state.best_epoch
+        if validate and s.early_stop_patience and epochs_since_best >= s.early_stop_patience:
+            log.info("no better validation mIoU for %.1f epochs", epochs_since_best)
+            return "stopped early"
+        return None
+
+    # -- hooks ------------------------------------------------------------------------
+    def _record_loss(self, loss: float, lr: float) -> None:
+        self._losses.append(loss)
+        it = self.state.iteration
+        if it % self.settings.log_every and it != self.settings.max_iterations:
+            return
+        mean = sum(self._losses) / len(self._losses)
+        self._losses = []
+        self._write({"type": "train", "iteration": it, "epoch": it / self.iters_per_epoch,
+                     "loss": mean, "lr": lr}, {"train/loss": mean, "train/lr": lr})
+
+    def _validate(self) -> bool:
+        """Evaluate, record, and say whether the mIoU improved. RNG-neutral."""
+        if self.val_loader is None:
+            return False
+        devices = [self.dist.device] if self.dist.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            result = run_evaluation(self.model, self.val_loader, class_ids=self.class_ids,
+                                    device=self.dist.device, amp_dtype=self.settings.amp_dtype
+                                    if self.dist.device.type == "cuda" else None,
+                                    progress=self.settings.progress)
+        self.ddp.train()
+        it, miou = self.state.iteration, float(result["miou"])
+        improved = math.isfinite(miou) and (self.state.best_miou is None
+                                             or miou > self.state.best_miou)
+        if improved:
+            self.state.best_miou, self.state.best_epoch = miou, it / self.iters_per_epoch
+        self._write({"type": "val", "iteration": it, "epoch": it / self.iters_per_epoch,
+                     "miou": miou, "fbiou": result["fbiou"], "class_iou": result["class_iou"],
+                     "best_miou": self.state.best_miou},
+                    {"val/miou": miou, "val/fbiou": result["fbiou"]})
+        log.info("iteration %d: validation mIoU %.2f, FB-IoU %.2f (best %.2f)", it, miou,
+                 result["fbiou"], self.state.best_miou if self.state.best_miou is not None else math.nan)
+        return improved
+
+    def _write(self, record: dict[str, Any], scalars: dict[str, float]) -> None:
+        if self.metrics is not None:
+            self.metrics.write(record)
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, record["iteration"])
+
+    # -- checkpoints ------------------------------------------------------------------
+    def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"model": self.model.trainable_state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "epoch": self.state.iteration // self.iters_per_epoch,
+                "iteration": self.state.iteration, "iterations_per_epoch": self.iters_per_epoch,
+                "best_miou": self.state.best_miou, "best_epoch": self.state.best_epoch,
+                "config": self.config, "rng": rng}
+
+    def _save(self, names: Sequence[str]) -> None:
+        rng = all_gather_objects(get_rng_state())  # every rank takes part
+        if self.dist.is_main:
+            state = self._checkpoint(rng)
+            for name in names:
+                ckpt.save_checkpoint(state, self.run_dir / name)
+
+    def _resume(self) -> None:
+        found = ckpt.find_resume_checkpoint(self.run_dir) if self.settings.resume else None
+        if not broadcast_object(found is not None):
+            return
+        path = self.run_dir / ckpt.LAST
+        state = ckpt.load_checkpoint(path, map_location="cpu")
+        if state.get("iterations_per_epoch") != self.iters_per_epoch:
+            raise ValueError(
+                f"cannot resume from {path}: it has {state.get('iterations_per_epoch')} "
+                f"iterations per epoch, this run {self.iters_per_epoch} (the number of "
+                f"processes, the batch size or the dataset changed)")
+        self.model.load_trainable_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.state = TrainState(state["iteration"], state["best_miou"], state["best_epoch"])
+        if len(state["rng"]) == self.dist.world_size:
+            set_rng_state(state["rng"][self.dist.rank])
+        else:
+            log.warning("checkpoint holds random states of %d processes, this run has %d: "
+                        "random streams restart", len(state["rng"]), self.dist.world_size)
+        _warn_config_changes(state["config"], self.config)
+        log.info("resumed from %s at iteration %d (epoch %d)", path, self.state.iteration,
+                 state["epoch"])
+
+    def _open_records(self) -> None:
+        if not self.dist.is_main:
+            return
+        truncate_jsonl(self.run_dir / METRICS, self.state.iteration)
+        self.metrics = JsonlWriter(self.run_dir / METRICS)
+        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.iteration + 1)
+
+    def _close_records(self) -> None:
+        for record in (self.metrics, self.writer):
+            if record is not None:
+                record.close()
+        self.metrics = self.writer = None
+
+
+def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> None:
+    """Log the config values that differ from those of the resumed checkpoint."""
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            _warn_config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            log.warning("resuming with %s%s=%r (the checkpoint had %r)", prefix, key, new, old)

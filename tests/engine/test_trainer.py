@@ -1,0 +1,188 @@
+"""Training on CPU with the micro SAM 2 and the synthetic dataset: schedule, resumable
+sampling, exact mid-epoch resume, non-finite loss, early stopping, run records."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from fssam.data.toy import make_toy_pascal
+from fssam.engine import trainer as trainer_module
+from fssam.engine.checkpoint import load_checkpoint
+from fssam.engine.train_data import ResumableSampler
+from fssam.engine.trainer import NonFiniteLossError, Trainer, poly_lr, validation_points
+
+ROOT = Path(__file__).resolve().parents[2]
+PARITY = ROOT / "tests" / "fixtures" / "parity"
+RUN = "toy/FSSAM_tiny_dino/split0/1shot/micro"
+
+
+def load_train_script():
+    spec = importlib.util.spec_from_file_location("fssam_train_script", ROOT / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    make_toy_pascal(root, num_images=80, size=(128, 160), workers=1)
+    return root
+
+
+@pytest.fixture(scope="module")
+def script():
+    return load_train_script()
+
+
+def config(toy_root: Path, exp_dir: Path, *overrides: str):
+    """Micro SAM 2 (fixture weights), tiny DINOv2, 64 px, 8 episodes per step."""
+    base = ["debug=cpu", f"dataset.root={toy_root}", f"dataset.cache_dir={exp_dir.parent / 'lists'}",
+            f"exp_dir={exp_dir}", f"sam2.config={PARITY / 'sam2_micro_v1.yaml'}",
+            f"sam2.checkpoint={PARITY / 'micro_weights.pt'}", "sam2.image_size=64",
+            "trainer.batch_size=8", "trainer.epochs=2", "trainer.val_per_epoch=2",
+            "trainer.val_episodes=2", "trainer.num_threads=1", "trainer.progress=false"]
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        return compose("train", overrides=base + list(overrides))
+
+
+def records(run_dir: Path, kind: str) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def test_poly_schedule():
+    lrs = [poly_lr(1e-3, i, 10, 0.9) for i in range(10)]
+    assert lrs[0] == 1e-3 and lrs[5] == pytest.approx(1e-3 * 0.5 ** 0.9)
+    assert all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
+    assert poly_lr(1e-3, 10, 10, 0.9) == 0.0
+
+
+def test_validation_points():
+    assert validation_points(10, 1) == {10}
+    assert validation_points(10, 2) == {5, 10}
+    assert validation_points(1, 2) == {1}
+    assert validation_points(7, 3) == {2, 5, 7}
+
+
+def test_resumable_sampler_continues_the_epoch_order():
+    dataset = list(range(11))
+    shards = [ResumableSampler(torch.utils.data.DistributedSampler(dataset, num_replicas=2, rank=r,
+                                                                   seed=5)) for r in (0, 1)]
+    for sampler in shards:
+        sampler.set_epoch(3)
+    full = [list(s) for s in shards]
+    assert sorted(full[0] + full[1]) == sorted(dataset + [full[0][0]])  # padded to 12
+    shards[0].set_epoch(3, start=4)
+    assert list(shards[0]) == full[0][4:] and len(shards[0]) == len(full[0]) - 4
+    shards[0].set_epoch(4)
+    assert list(shards[0]) != full[0]
+    with pytest.raises(ValueError, match="start 7"):
+        shards[0].set_epoch(4, start=7)
+
+
+def test_run_records_and_checkpoints(toy_root, tmp_path, script):
+    cfg = config(toy_root, tmp_path / "exp", "trainer.max_iterations=2", "trainer.val_per_epoch=4",
+                 "trainer.val_episodes=4")
+    summary = script.train(cfg)
+    run_dir = tmp_path / "exp" / RUN
+    assert summary == {"iteration": 2, "best_miou": pytest.approx(summary["best_miou"]),
+                       "stopped": "reached max_iterations"}
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.yaml", "git.txt", "env.txt", "train.log", "metrics.jsonl", "tb", "last.pt",
+            "best.pt"} <= names
+    assert "commit:" in (run_dir / "git.txt").read_text()
+    assert "torch:" in (run_dir / "env.txt").read_text()
+    assert f"root: {toy_root}" in (run_dir / "config.yaml").read_text()
+    assert any(p.name.startswith("events.out.tfevents") for p in (run_dir / "tb").iterdir())
+    assert [r["iteration"] for r in records(run_dir, "train")] == [1, 2]
+    val = records(run_dir, "val")
+    assert [r["iteration"] for r in val] == [1, 2]  # 4 iterations per epoch, 4 validations
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["iteration"] == 2 and last["iterations_per_epoch"] == 4 and len(last["rng"]) == 1
+    assert last["config"]["trainer"]["batch_size"] == 8
+    assert last["best_miou"] == max(r["miou"] for r in val)
+    best = load_checkpoint(run_dir / "best.pt")
+    assert best["iteration"] == max(val, key=lambda r: r["miou"])["iteration"]
+    assert set(last["model"]) == set(best["model"]) and last["optimizer"]["state"]
+
+
+def test_interrupted_run_resumes_to_identical_weights(toy_root, tmp_path, script, monkeypatch):
+    # 4 iterations per epoch, validation after 2 and 4; interrupted after 3, resumed to 6.
+    common = ["trainer.max_iterations=6"]
+    script.train(config(toy_root, tmp_path / "a", *common))
+
+    original = Trainer.train_step
+
+    def interrupt_after_3(self, batch):
+        if self.state.iteration == 3:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(Trainer, "train_step", interrupt_after_3)
+    with pytest.raises(KeyboardInterrupt):
+        script.train(config(toy_root, tmp_path / "b", *common, "trainer.save_every=3"))
+    monkeypatch.undo()
+    run_a, run_b = tmp_path / "a" / RUN, tmp_path / "b" / RUN
+    assert load_checkpoint(run_b / "last.pt")["iteration"] == 3
+    script.train(config(toy_root, tmp_path / "b", *common, "trainer.save_every=3"))
+
+    a, b = load_checkpoint(run_a / "last.pt"), load_checkpoint(run_b / "last.pt")
+    assert a["iteration"] == b["iteration"] == 6 and a["epoch"] == b["epoch"] == 1
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for index, state in a["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
+    assert a["best_miou"] == b["best_miou"]
+    assert records(run_a, "train") == records(run_b, "train")
+    assert records(run_a, "val") == records(run_b, "val")
+
+
+def test_resume_refuses_a_different_epoch_length(toy_root, tmp_path, script):
+    script.train(config(toy_root, tmp_path / "exp", "trainer.max_iterations=1",
+                        "trainer.val_per_epoch=0"))
+    with pytest.raises(ValueError, match="4 iterations per epoch, this run 8"):
+        script.train(config(toy_root, tmp_path / "exp", "trainer.batch_size=4",
+                            "trainer.max_iterations=2", "trainer.val_per_epoch=0"))
+
+
+def test_non_finite_loss_stops_with_the_iteration(toy_root, tmp_path, script, monkeypatch):
+    calls, real_loss = [], trainer_module.dice_loss
+
+    def nan_on_second(logits, target):
+        calls.append(1)
+        loss = real_loss(logits, target)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    monkeypatch.setattr(trainer_module, "dice_loss", nan_on_second)
+    cfg = config(toy_root, tmp_path / "exp", "trainer.max_iterations=4", "trainer.save_every=1",
+                 "trainer.val_per_epoch=0")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at iteration 2 \(epoch 0\)"):
+        script.train(cfg)
+    last = load_checkpoint(tmp_path / "exp" / RUN / "last.pt")
+    assert last["iteration"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
+    scores = iter([10.0, 20.0, 15.0, 15.0, 30.0])
+
+    def scripted(*args, **kwargs):
+        return {"miou": next(scores), "fbiou": 50.0, "class_iou": {}}
+
+    monkeypatch.setattr(trainer_module, "run_evaluation", scripted)
+    cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=5", "trainer.max_iterations=null",
+                 "trainer.early_stop_patience=1")
+    summary = script.train(cfg)
+    # validations at epochs 0.5, 1.0 (best), 1.5, 2.0: one epoch without improvement.
+    assert summary == {"iteration": 8, "best_miou": 20.0, "stopped": "stopped early"}
+    run_dir = tmp_path / "exp" / RUN
+    assert load_checkpoint(run_dir / "best.pt")["iteration"] == 4
+    assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8

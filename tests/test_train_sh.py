@@ -1,0 +1,83 @@
+"""train.sh: argument checks and the torchrun command it runs (a fake torchrun echoes it)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SINGLE_NODE = "--nnodes=1 --node_rank=0 --master_addr=127.0.0.1"
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path) -> str:
+    """PATH whose torchrun prints its arguments, one per line."""
+    fake = tmp_path / "bin" / "torchrun"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
+    return f"{fake.parent}{os.pathsep}{os.environ['PATH']}"
+
+
+def run(args: list[str], path: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("NNODES", "NODE_RANK", "MASTER_ADDR")}
+    env.update(PATH=path, **env_vars)
+    return subprocess.run(["sh", str(REPO / "train.sh"), *args], env=env, capture_output=True,
+                          text=True, timeout=30)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "small"],
+     "dataset=pascal split=0 shot=1 sam2=small experiment=pascal_fssam"),
+    (["4", "29501", "pascal", "3", "5", "FSSAM", "base"],
+     "dataset=pascal split=3 shot=5 sam2=base_plus experiment=pascal_fssam"),
+    (["1", "12345", "coco", "2", "5", "FSSAM", "large"],
+     "dataset=coco split=2 shot=5 sam2=large experiment=coco_fssam"),
+])
+def test_valid_arguments_reach_torchrun(fake_path, args, expected):
+    result = run(args, fake_path)
+    assert result.returncode == 0, result.stderr
+    gpus, port = args[:2]
+    assert result.stdout.split("\n")[:-1] == [
+        *SINGLE_NODE.split(), f"--master_port={port}", f"--nproc_per_node={gpus}",
+        f"{REPO}/train.py", *expected.split()]
+
+
+def test_overrides_pass_through_unchanged(fake_path):
+    result = run(["2", "29500", "coco", "1", "1", "FSSAM", "small", "trainer.num_workers=4",
+                  "dataset.root=/data/my coco"], fake_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[-3:-1] == ["trainer.num_workers=4", "dataset.root=/data/my coco"]
+
+
+def test_multi_node_from_environment(fake_path):
+    result = run(["8", "29500", "coco", "0", "1", "FSSAM", "small"], fake_path,
+                 NNODES="2", NODE_RANK="1", MASTER_ADDR="10.0.0.1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:5] == ["--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1",
+                                            "--master_port=29500", "--nproc_per_node=8"]
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["4", "29500", "pascal", "0", "1", "FSSAM"], {}, "expected at least 7 arguments, got 6"),
+    (["0", "29500", "pascal", "0", "1", "FSSAM", "small"], {}, "GPUs must be a positive integer, got '0'"),
+    (["x", "29500", "pascal", "0", "1", "FSSAM", "small"], {}, "GPUs must be a positive integer, got 'x'"),
+    (["4", "port", "pascal", "0", "1", "FSSAM", "small"], {}, "port must be a positive integer, got 'port'"),
+    (["4", "70000", "pascal", "0", "1", "FSSAM", "small"], {}, "port must be at most 65535"),
+    (["4", "29500", "voc", "0", "1", "FSSAM", "small"], {}, "unknown dataset 'voc'"),
+    (["4", "29500", "pascal", "4", "1", "FSSAM", "small"], {}, "split must be 0, 1, 2 or 3, got '4'"),
+    (["4", "29500", "pascal", "0", "0", "FSSAM", "small"], {}, "shot must be a positive integer, got '0'"),
+    (["4", "29500", "pascal", "0", "-1", "FSSAM", "small"], {}, "shot must be a positive integer, got '-1'"),
+    (["4", "29500", "pascal", "0", "1", "HSNet", "small"], {}, "model must be FSSAM, got 'HSNet'"),
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "huge"], {}, "SAM 2 size must be small, base or large"),
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "0"}, "NNODES must be a positive integer"),
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "2", "NODE_RANK": "2"},
+     "NODE_RANK must be below NNODES=2, got '2'"),
+])
+def test_bad_arguments_exit_2_with_usage(fake_path, args, env, message):
+    result = run(args, fake_path, **env)
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr and "usage: sh train.sh" in result.stderr

@@ -1,0 +1,102 @@
+"""Train FSSAM on one fold of PASCAL-5i / COCO-20i (or the synthetic dataset).
+
+    python train.py dataset=coco split=2 shot=5 sam2=large
+    torchrun --nproc_per_node=4 train.py dataset=pascal split=0 shot=1 experiment=pascal_fssam
+    sh train.sh 4 29500 pascal 0 1 FSSAM small
+
+See configs/train.yaml and its groups for every option. The run folder
+(exp/<dataset>/<model>/split<i>/<K>shot/<sam2>/) receives config.yaml, git.txt,
+env.txt, train.log, metrics.jsonl, tb/, last.pt and best.pt; an existing last.pt there
+is resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fssam.data import build_dataset
+from fssam.data.folds import novel_classes
+from fssam.engine.evaluate import build_eval_loader
+from fssam.engine.train_data import build_train_loader
+from fssam.engine.trainer import Trainer, TrainSettings
+from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
+                                validate_trainer)
+from fssam.utils.dist import DistInfo, cleanup, init_distributed
+from fssam.utils.logging import setup_logging, teardown_logging, write_run_records
+from fssam.utils.seed import seed_everything
+
+log = logging.getLogger("train")
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "none": None}
+
+
+def settings_from_config(trainer: DictConfig) -> TrainSettings:
+    """TrainSettings from the ``trainer`` group."""
+    return TrainSettings(
+        epochs=trainer.epochs, lr=trainer.lr, weight_decay=trainer.weight_decay,
+        betas=tuple(trainer.betas), lr_power=trainer.lr_power,
+        max_iterations=trainer.max_iterations, early_stop_patience=trainer.early_stop_patience,
+        val_per_epoch=trainer.val_per_epoch, amp_dtype=AMP_DTYPES[trainer.amp],
+        save_every=trainer.save_every, log_every=trainer.log_every, resume=trainer.resume,
+        progress=trainer.progress)
+
+
+def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
+    """Model, loaders and trainer of a validated config."""
+    t = cfg.trainer
+    batch_size = per_process_batch(t, info.world_size)
+    seed_everything(cfg.seed)  # identical initial weights on every rank
+    model = instantiate(model_kwargs(cfg.model))
+    seed_everything(cfg.seed, info.rank)
+    train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
+    train_loader = build_train_loader(train_set, batch_size=batch_size, num_workers=t.num_workers,
+                                      seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+    val_loader = None
+    if t.val_per_epoch > 0:
+        val_set = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=t.val_episodes,
+                                                 seed=t.val_seed))
+        val_loader = build_eval_loader(val_set, batch_size=t.val_batch_size,
+                                       num_workers=t.num_workers)
+    log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
+             batch_size, info.world_size)
+    return Trainer(model=model, train_loader=train_loader, val_loader=val_loader,
+                   class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
+                   run_dir=cfg.run_dir, settings=settings_from_config(t), dist=info,
+                   config=OmegaConf.to_container(cfg, resolve=True))
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Validate ``cfg``, join the process group, train; returns the trainer's summary."""
+    validate_config(cfg)
+    validate_trainer(cfg.trainer)
+    info = init_distributed(cfg.trainer.device)
+    try:
+        run_dir = Path(cfg.run_dir)
+        setup_logging(info.rank, run_dir / "train.log")
+        if cfg.trainer.num_threads is not None:
+            torch.set_num_threads(int(cfg.trainer.num_threads))
+        if cfg.trainer.deterministic:
+            torch.use_deterministic_algorithms(True)
+        if info.is_main:
+            write_run_records(run_dir, OmegaConf.to_yaml(cfg, resolve=True), info.world_size)
+        log.info("run folder %s", run_dir)
+        return build_trainer(cfg, info).fit()
+    finally:
+        cleanup()
+        teardown_logging()
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    train(cfg)
+
+
+if __name__ == "__main__":
+    main()

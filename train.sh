@@ -1,0 +1,51 @@
+#!/bin/sh
+# Train FSSAM with torchrun on the paper's recipe (configs/train.yaml + experiment/<dataset>_fssam).
+#   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
+# GPUs: processes on this node; port: the rendezvous port. Both 1-shot and K-shot work.
+# Example: sh train.sh 4 29500 pascal 0 1 FSSAM small trainer.num_workers=4
+# Multi-node: on every node set NNODES (default 1), NODE_RANK (0..NNODES-1, default 0) and
+# MASTER_ADDR (address of node 0, default 127.0.0.1), with the same port, e.g. node 1 of 2:
+#   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 sh train.sh 4 29500 coco 0 1 FSSAM small
+# The run folder (exp/...) must be on a filesystem shared by the nodes for resuming.
+set -eu
+
+usage() {
+    echo "usage: sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       multi-node: NNODES, NODE_RANK, MASTER_ADDR (see the header of train.sh)" >&2
+    exit 2
+}
+
+fail() {
+    echo "train.sh: $1" >&2
+    usage
+}
+
+positive() {  # positive() NAME VALUE
+    case $2 in '' | *[!0-9]* | 0*) fail "$1 must be a positive integer, got '$2'" ;; esac
+}
+
+[ $# -ge 7 ] || fail "expected at least 7 arguments, got $#"
+gpus=$1 port=$2 dataset=$3 split=$4 shot=$5 model=$6 size=$7
+shift 7
+
+positive GPUs "$gpus"
+positive port "$port"
+[ "$port" -le 65535 ] || fail "port must be at most 65535, got '$port'"
+case $dataset in pascal | coco) ;; *) fail "unknown dataset '$dataset' (pascal or coco)" ;; esac
+case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
+positive shot "$shot"
+[ "$model" = FSSAM ] || fail "model must be FSSAM, got '$model'"
+case $size in
+    small) sam2=small ;;
+    base) sam2=base_plus ;;
+    large) sam2=large ;;
+    *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+esac
+nnodes=${NNODES:-1} node_rank=${NODE_RANK:-0} master_addr=${MASTER_ADDR:-127.0.0.1}
+positive NNODES "$nnodes"
+case $node_rank in '' | *[!0-9]*) fail "NODE_RANK must be an integer >= 0, got '$node_rank'" ;; esac
+[ "$node_rank" -lt "$nnodes" ] || fail "NODE_RANK must be below NNODES=$nnodes, got '$node_rank'"
+
+exec torchrun --nnodes="$nnodes" --node_rank="$node_rank" --master_addr="$master_addr" \
+    --master_port="$port" --nproc_per_node="$gpus" "$(dirname "$0")/train.py" \
+    dataset="$dataset" split="$split" shot="$shot" sam2="$sam2" experiment="${dataset}_fssam" "$@"
