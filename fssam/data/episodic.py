@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from fssam.data import transforms as T
 from fssam.data.folds import base_classes, novel_classes
-from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_image, read_label
+from fssam.data.sources import (MODES, ImageRecord, build_image_list, class_index, read_image,
+                                read_label)
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ def novel_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> l
     if isinstance(fold, bool) or not isinstance(fold, Integral) or not 0 <= fold < NUM_FOLDS:
         raise ValueError(f"unknown fold {fold!r} (expected an integer in 0..{NUM_FOLDS - 1})")
     if coco_split not in _SPLIT_RULES:
-        raise ValueError(f"unknown coco_split {coco_split!r} (expected one of {', '.join(COCO_SPLITS)})")
+        raise ValueError(f"unknown coco_split {coco_split!r} "
+                         f"(expected one of {', '.join(COCO_SPLITS)})")
     rule = _SPLIT_RULES[_FIXED_SPLIT.get(dataset, coco_split)]
     return list(rule(int(fold), total // NUM_FOLDS))
 

@@ -80,8 +80,8 @@ def write_pair(image_path: Path, label_path: Path, objects: list[tuple[int, str]
 def make_pascal(root: Path) -> Path:
     voc = root / "VOC2012"
     for seed, (name, objects) in enumerate({**PASCAL_TRAIN, **PASCAL_VAL}.items()):
-        write_pair(voc / "JPEGImages" / f"{name}.jpg", root / "SegmentationClassAug" / f"{name}.png",
-                   objects, seed)
+        write_pair(voc / "JPEGImages" / f"{name}.jpg",
+                   root / "SegmentationClassAug" / f"{name}.png", objects, seed)
     val_txt = voc / "ImageSets" / "Segmentation" / "val.txt"
     val_txt.parent.mkdir(parents=True)
     val_txt.write_text("".join(f"{name}\n" for name in PASCAL_VAL))

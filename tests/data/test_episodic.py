@@ -51,7 +51,8 @@ def test_item_contents(pascal_root: Path, tmp_path: Path, mode: str) -> None:
     dataset = make(pascal_root, tmp_path, mode=mode, shot=2)
     for index in range(len(dataset)):
         item = dataset[index]
-        assert item["query_img"].shape == (3, SIZE, SIZE) and item["query_img"].dtype == torch.float32
+        assert item["query_img"].shape == (3, SIZE, SIZE)
+        assert item["query_img"].dtype == torch.float32
         assert item["support_imgs"].shape == (2, 3, SIZE, SIZE)
         assert item["query_mask"].shape == (SIZE, SIZE) and item["query_mask"].dtype == torch.int64
         assert item["support_masks"].shape == (2, SIZE, SIZE)

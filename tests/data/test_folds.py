@@ -30,8 +30,8 @@ def test_coco_contiguous() -> None:
     assert novel_classes("coco", 3, "contiguous") == list(range(61, 81))
 
 
-@pytest.mark.parametrize(("dataset", "split"),
-                         [("pascal", "contiguous"), ("coco", "interleaved"), ("coco", "contiguous")])
+@pytest.mark.parametrize(("dataset", "split"), [("pascal", "contiguous"),
+                                               ("coco", "interleaved"), ("coco", "contiguous")])
 def test_folds_partition_the_classes(dataset: str, split: str) -> None:
     every = list(range(1, num_classes(dataset) + 1))
     novel = [novel_classes(dataset, f, split) for f in range(NUM_FOLDS)]

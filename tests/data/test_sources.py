@@ -96,3 +96,10 @@ def test_list_cache_reused_and_rebuilt(pascal_root: Path, tmp_path: Path,
     build(pascal_root, cache, mode="val")  # everything still cached
     build(pascal_root, cache, train_list=str(list_file))
     assert len(scans) == 6 and len(list(cache.glob("*.json"))) == 6
+
+
+def test_pascal_labels_under_voc2012(fresh_pascal: Path, tmp_path: Path) -> None:
+    labels = fresh_pascal / "VOC2012" / "SegmentationClassAug"
+    (fresh_pascal / "SegmentationClassAug").rename(labels)
+    records = build(fresh_pascal, tmp_path, mode="val")
+    assert len(records) == 6 and records[0].label == str(labels / "2007_000001.png")
