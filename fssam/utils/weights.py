@@ -195,7 +195,8 @@ def main(argv: Sequence[str] | None = None, *, table: Mapping[str, WeightFile] |
         return 0
     if args.verify:
         names = _names_to_verify(args, table, args.dest)
-        problems = verify(names, table, args.dest)
+        problems = verify(names, table, args.dest) if names else [
+            f"no weight file in {args.dest} to verify; download them first"]
     else:
         problems = []
         for name in _selected(args, table):

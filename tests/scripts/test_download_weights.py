@@ -225,6 +225,11 @@ def test_official_table():
         assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
 
 
+def test_verify_of_an_empty_folder_fails(tmp_path, caplog):
+    assert main(["--dest", str(tmp_path), "--verify"], table=TABLE) == 1
+    assert "no weight file" in caplog.text
+
+
 def test_unknown_name_is_rejected(tmp_path):
     with pytest.raises(SystemExit, match="unknown weight name"):
         main(["--dest", str(tmp_path), "--only", "sam3_huge"])
