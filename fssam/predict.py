@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
@@ -94,6 +95,8 @@ def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn
             model.load_trainable_state_dict(state["model"])
         else:
             load_release_checkpoint(model, checkpoint)
+    except (pickle.UnpicklingError, EOFError) as err:
+        raise InputError(f"cannot read checkpoint {checkpoint}: {err}") from err
     except (KeyError, RuntimeError) as err:
         reason = err.args[0] if err.args else err
         raise InputError(
@@ -202,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--dino-kwargs", type=json.loads, help="JSON dict for the timm ViT")
     model.add_argument("--num-refine", type=int)
     model.add_argument("--refine-version", choices=("v1", "v2"))
-    model.add_argument("--legacy-kshot", action="store_true", default=None,
+    model.add_argument("--legacy-kshot", action=argparse.BooleanOptionalAction, default=None,
                        help="the authors' 5-shot behaviour (for their 5-shot checkpoints)")
     return parser
 

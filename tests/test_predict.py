@@ -180,7 +180,8 @@ def test_entry_points(toy, tmp_path, monkeypatch):
 
 def test_checkpoint_errors(toy, tmp_path, caplog):
     common = ["--support-images", str(toy["supports"][0]), "--support-masks",
-              str(toy["masks"][0]), "--query", str(toy["queries"]), "--output", str(tmp_path)]
+              str(toy["masks"][0]), "--query", str(toy["queries"]),
+              "--output", str(tmp_path / "out")]
     caplog.set_level(logging.ERROR)
     assert main(["--checkpoint", str(toy["release"]), *common]) == 2
     assert "--checkpoint-format release" in caplog.text and str(toy["release"]) in caplog.text
@@ -194,4 +195,11 @@ def test_checkpoint_errors(toy, tmp_path, caplog):
     assert main(["--checkpoint", str(toy["ckpt"]), "--checkpoint-format", "release",
                  *MICRO_FLAGS, *common]) == 2
     assert f"{toy['ckpt']} does not fit the model" in caplog.text
-    assert not any(tmp_path.iterdir())
+    caplog.clear()
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(b"not a checkpoint")
+    for fmt in ("ours", "release"):
+        assert main(["--checkpoint", str(broken), "--checkpoint-format", fmt, *MICRO_FLAGS,
+                     *common]) == 2
+        assert f"cannot read checkpoint {broken}" in caplog.text
+    assert not (tmp_path / "out").exists()

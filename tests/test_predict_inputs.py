@@ -147,6 +147,11 @@ def test_settings_precedence_flags_over_config_over_defaults():
     assert settings.num_refine == 5 and settings.dino_checkpoint is None  # flags
     assert settings.dino_variant == "vitl14" and settings.image_size == 256  # saved config
     assert settings.sam2_config == "sam2_hiera_s.yaml" and settings.dino_input_size == 560
+    assert settings.legacy_kshot is False
+    config["model"]["legacy_kshot"] = True
+    assert resolve_settings(args, config).legacy_kshot is True
+    args.legacy_kshot = False  # --no-legacy-kshot
+    assert resolve_settings(args, config).legacy_kshot is False
 
 
 def test_cuda_request_without_cuda(files, caplog, monkeypatch):
