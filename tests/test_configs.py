@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fssam.utils.config import (ConfigError, dataset_kwargs, model_kwargs, per_process_batch,
+from fssam.utils.config import (ConfigError, config_changes, dataset_kwargs, model_kwargs, per_process_batch,
                                 validate_config, validate_trainer)
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -143,3 +143,10 @@ def test_train_py_rejects_invalid_values_before_any_work(tmp_path):
     assert result.returncode != 0
     assert "shot=0: must be >= 1" in result.stderr
     assert not any(tmp_path.rglob("*.pt")) and not (tmp_path / "outputs").exists()
+
+
+def test_config_changes_lists_dotted_keys():
+    saved = {"shot": 1, "trainer": {"epochs": 10, "lr": 1e-3}, "old": 1}
+    current = {"shot": 1, "trainer": {"epochs": 20, "lr": 1e-3}, "new": 2}
+    assert config_changes(saved, current) == [("new", None, 2), ("old", 1, None),
+                                              ("trainer.epochs", 10, 20)]

@@ -20,21 +20,22 @@ from typing import Any
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.evaluate import run_evaluation
+from fssam.engine.schedule import poly_lr, validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.models.losses import dice_loss
+from fssam.utils.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
-from fssam.utils.logging import JsonlWriter, truncate_jsonl
+from fssam.utils.logging import RunRecords
 from fssam.utils.seed import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
 INPUT_KEYS = ("query_img", "support_imgs", "support_masks", "query_mask")
-METRICS = "metrics.jsonl"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -69,16 +70,6 @@ class TrainState:
     best_epoch: float = 0.0
 
 
-def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
-    """``base_lr * (1 - iteration / total) ** power`` (iteration counts finished steps)."""
-    return base_lr * max(0.0, 1.0 - iteration / total) ** power
-
-
-def validation_points(iters_per_epoch: int, per_epoch: int) -> set[int]:
-    """Batch counts within an epoch after which to validate; the last is the epoch end."""
-    return {max(1, round(k * iters_per_epoch / per_epoch)) for k in range(1, per_epoch + 1)}
-
-
 class Trainer:
     """Trains ``model`` (an FSSAM) on ``train_loader`` and validates on ``val_loader``.
 
@@ -105,8 +96,7 @@ class Trainer:
                              f"than one batch over all processes")
         self.total_iterations = settings.epochs * self.iters_per_epoch
         self.state = TrainState()
-        self.writer: SummaryWriter | None = None
-        self.metrics: JsonlWriter | None = None
+        self.records: RunRecords | None = None
         self._losses: list[float] = []
 
     @staticmethod
@@ -149,17 +139,18 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until the last epoch, ``max_iterations`` or early stopping."""
         self._resume()
-        self._open_records()
-        stopped = "finished"
-        try:
-            limit = min(self.total_iterations, self.settings.max_iterations or self.total_iterations)
-            while self.state.iteration < limit:
-                reason = self._run_epoch(limit)
-                if reason:
-                    stopped = reason
-                    break
-        finally:
-            self._close_records()
+        self.records = RunRecords(self.run_dir, start_iteration=self.state.iteration,
+                                  enabled=self.dist.is_main)
+        limit = min(self.total_iterations, self.settings.max_iterations or self.total_iterations)
+        stopped = "stopped early" if self._patience_exhausted() else None
+        redirect = logging_redirect_tqdm() if self._show_progress() else contextlib.nullcontext()
+        with redirect:
+            try:
+                while stopped is None and self.state.iteration < limit:
+                    stopped = self._run_epoch(limit)
+            finally:
+                self.records.close()
+        stopped = stopped or "finished"
         log.info("training %s at iteration %d; best validation mIoU %s", stopped,
                  self.state.iteration, self.state.best_miou)
         return {"iteration": self.state.iteration, "best_miou": self.state.best_miou,
@@ -171,10 +162,11 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, start=done * self.train_loader.batch_size)
         if hasattr(self.train_loader.dataset, "set_epoch"):
             self.train_loader.dataset.set_epoch(epoch)
-        checks = validation_points(ipe, self.settings.val_per_epoch) if self.settings.val_per_epoch else set()
+        per_epoch = self.settings.val_per_epoch
+        checks = validation_points(ipe, per_epoch) if per_epoch else set()
         self.ddp.train()
         bar = tqdm(total=ipe, initial=done, desc=f"epoch {epoch}", dynamic_ncols=True,
-                   disable=not (self.settings.progress and self.dist.is_main))
+                   disable=not self._show_progress())
         with bar:
             for batch in self.train_loader:
                 lr = poly_lr(self.settings.lr, self.state.iteration, self.total_iterations,
@@ -203,11 +195,19 @@ class Trainer:
             self._save([ckpt.BEST, ckpt.LAST] if improved else [ckpt.LAST])
         if at_limit:
             return "finished" if it >= self.total_iterations else "reached max_iterations"
-        epochs_since_best = it / self.iters_per_epoch - self.state.best_epoch
-        if validate and s.early_stop_patience and epochs_since_best >= s.early_stop_patience:
-            log.info("no better validation mIoU for %.1f epochs", epochs_since_best)
-            return "stopped early"
-        return None
+        return "stopped early" if validate and self._patience_exhausted() else None
+
+    def _patience_exhausted(self) -> bool:
+        """True once ``early_stop_patience`` epochs passed without a better validation mIoU."""
+        patience, best = self.settings.early_stop_patience, self.state.best_epoch
+        since = self.state.iteration / self.iters_per_epoch - best
+        if not patience or self.state.best_miou is None or since < patience:
+            return False
+        log.info("no better validation mIoU for %.2f epochs (best at epoch %.2f)", since, best)
+        return True
+
+    def _show_progress(self) -> bool:
+        return self.settings.progress and self.dist.is_main
 
     # -- hooks ------------------------------------------------------------------------
     def _record_loss(self, loss: float, lr: float) -> None:
@@ -217,39 +217,32 @@ class Trainer:
             return
         mean = sum(self._losses) / len(self._losses)
         self._losses = []
-        self._write({"type": "train", "iteration": it, "epoch": it / self.iters_per_epoch,
-                     "loss": mean, "lr": lr}, {"train/loss": mean, "train/lr": lr})
+        record = {"type": "train", "iteration": it, "epoch": it / self.iters_per_epoch,
+                  "loss": mean, "lr": lr}
+        self.records.write(record, {"train/loss": mean, "train/lr": lr})
 
     def _validate(self) -> bool:
         """Evaluate, record, and say whether the mIoU improved. RNG-neutral."""
         if self.val_loader is None:
             return False
-        devices = [self.dist.device] if self.dist.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
+        cuda = self.dist.device.type == "cuda"
+        with torch.random.fork_rng(devices=[self.dist.device] if cuda else []):
             result = run_evaluation(self.model, self.val_loader, class_ids=self.class_ids,
-                                    device=self.dist.device, amp_dtype=self.settings.amp_dtype
-                                    if self.dist.device.type == "cuda" else None,
+                                    device=self.dist.device,
+                                    amp_dtype=self.settings.amp_dtype if cuda else None,
                                     progress=self.settings.progress)
         self.ddp.train()
-        it, miou = self.state.iteration, float(result["miou"])
-        improved = math.isfinite(miou) and (self.state.best_miou is None
-                                             or miou > self.state.best_miou)
+        it, miou, best = self.state.iteration, float(result["miou"]), self.state.best_miou
+        improved = math.isfinite(miou) and (best is None or miou > best)
         if improved:
             self.state.best_miou, self.state.best_epoch = miou, it / self.iters_per_epoch
-        self._write({"type": "val", "iteration": it, "epoch": it / self.iters_per_epoch,
-                     "miou": miou, "fbiou": result["fbiou"], "class_iou": result["class_iou"],
-                     "best_miou": self.state.best_miou},
-                    {"val/miou": miou, "val/fbiou": result["fbiou"]})
+        record = {"type": "val", "iteration": it, "epoch": it / self.iters_per_epoch,
+                  "miou": miou, "fbiou": result["fbiou"], "class_iou": result["class_iou"],
+                  "best_miou": self.state.best_miou}
+        self.records.write(record, {"val/miou": miou, "val/fbiou": result["fbiou"]})
         log.info("iteration %d: validation mIoU %.2f, FB-IoU %.2f (best %.2f)", it, miou,
-                 result["fbiou"], self.state.best_miou if self.state.best_miou is not None else math.nan)
+                 result["fbiou"], math.nan if self.state.best_miou is None else self.state.best_miou)
         return improved
-
-    def _write(self, record: dict[str, Any], scalars: dict[str, float]) -> None:
-        if self.metrics is not None:
-            self.metrics.write(record)
-        if self.writer is not None:
-            for name, value in scalars.items():
-                self.writer.add_scalar(name, value, record["iteration"])
 
     # -- checkpoints ------------------------------------------------------------------
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
@@ -258,7 +251,7 @@ class Trainer:
                 "epoch": self.state.iteration // self.iters_per_epoch,
                 "iteration": self.state.iteration, "iterations_per_epoch": self.iters_per_epoch,
                 "best_miou": self.state.best_miou, "best_epoch": self.state.best_epoch,
-                "config": self.config, "rng": rng}
+                "pending_losses": list(self._losses), "config": self.config, "rng": rng}
 
     def _save(self, names: Sequence[str]) -> None:
         rng = all_gather_objects(get_rng_state())  # every rank takes part
@@ -281,34 +274,13 @@ class Trainer:
         self.model.load_trainable_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.state = TrainState(state["iteration"], state["best_miou"], state["best_epoch"])
+        self._losses = list(state.get("pending_losses", []))
         if len(state["rng"]) == self.dist.world_size:
             set_rng_state(state["rng"][self.dist.rank])
         else:
             log.warning("checkpoint holds random states of %d processes, this run has %d: "
                         "random streams restart", len(state["rng"]), self.dist.world_size)
-        _warn_config_changes(state["config"], self.config)
+        for key, old, new in config_changes(state["config"], self.config):
+            log.warning("resuming with %s=%r (the checkpoint had %r)", key, new, old)
         log.info("resumed from %s at iteration %d (epoch %d)", path, self.state.iteration,
                  state["epoch"])
-
-    def _open_records(self) -> None:
-        if not self.dist.is_main:
-            return
-        truncate_jsonl(self.run_dir / METRICS, self.state.iteration)
-        self.metrics = JsonlWriter(self.run_dir / METRICS)
-        self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.state.iteration + 1)
-
-    def _close_records(self) -> None:
-        for record in (self.metrics, self.writer):
-            if record is not None:
-                record.close()
-        self.metrics = self.writer = None
-
-
-def _warn_config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> None:
-    """Log the config values that differ from those of the resumed checkpoint."""
-    for key in sorted(set(saved) | set(current)):
-        old, new = saved.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            _warn_config_changes(old, new, f"{prefix}{key}.")
-        elif old != new:
-            log.warning("resuming with %s%s=%r (the checkpoint had %r)", prefix, key, new, old)

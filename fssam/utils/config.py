@@ -135,3 +135,16 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
         "train_list": data.train_list, "cache_dir": data.cache_dir,
     }
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any],
+                   prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, saved value, current value)`` of every value that differs."""
+    changes = []
+    for key in sorted(set(saved) | set(current)):
+        old, new = saved.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changes.append((f"{prefix}{key}", old, new))
+    return changes

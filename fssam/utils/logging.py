@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.tensorboard import SummaryWriter
 
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tb"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 PACKAGES = ("torch", "torchvision", "sam2", "timm", "hydra-core", "numpy", "opencv-python-headless")
 
@@ -86,6 +89,38 @@ def truncate_jsonl(path: str | os.PathLike, max_iteration: int) -> None:
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("iteration", 0) <= max_iteration]
     path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+class RunRecords:
+    """A run's ``metrics.jsonl`` and TensorBoard scalars (``tb/``); inert when disabled.
+
+    Records after ``start_iteration`` (left by an interrupted run that is now resumed)
+    are dropped from both.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, *, start_iteration: int = 0,
+                 enabled: bool = True) -> None:
+        self.metrics: JsonlWriter | None = None
+        self.writer: SummaryWriter | None = None
+        if enabled:
+            run_dir = Path(run_dir)
+            truncate_jsonl(run_dir / METRICS, start_iteration)
+            self.metrics = JsonlWriter(run_dir / METRICS)
+            self.writer = SummaryWriter(str(run_dir / TENSORBOARD), purge_step=start_iteration + 1)
+
+    def write(self, record: Mapping[str, Any], scalars: Mapping[str, float]) -> None:
+        """Append ``record`` (which holds ``iteration``) and log ``scalars`` at that step."""
+        if self.metrics is not None:
+            self.metrics.write(record)
+        if self.writer is not None:
+            for name, value in scalars.items():
+                self.writer.add_scalar(name, value, record["iteration"])
+
+    def close(self) -> None:
+        for handle in (self.metrics, self.writer):
+            if handle is not None:
+                handle.close()
+        self.metrics = self.writer = None
 
 
 def _git(*args: str) -> str:

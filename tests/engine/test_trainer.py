@@ -15,7 +15,8 @@ from fssam.data.toy import make_toy_pascal
 from fssam.engine import trainer as trainer_module
 from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.train_data import ResumableSampler
-from fssam.engine.trainer import NonFiniteLossError, Trainer, poly_lr, validation_points
+from fssam.engine.schedule import poly_lr, validation_points
+from fssam.engine.trainer import NonFiniteLossError, Trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY = ROOT / "tests" / "fixtures" / "parity"
@@ -115,7 +116,7 @@ def test_run_records_and_checkpoints(toy_root, tmp_path, script):
 
 def test_interrupted_run_resumes_to_identical_weights(toy_root, tmp_path, script, monkeypatch):
     # 4 iterations per epoch, validation after 2 and 4; interrupted after 3, resumed to 6.
-    common = ["trainer.max_iterations=6"]
+    common = ["trainer.max_iterations=6", "trainer.log_every=2"]  # a loss window spans the cut
     script.train(config(toy_root, tmp_path / "a", *common))
 
     original = Trainer.train_step
@@ -185,4 +186,7 @@ def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
     assert summary == {"iteration": 8, "best_miou": 20.0, "stopped": "stopped early"}
     run_dir = tmp_path / "exp" / RUN
     assert load_checkpoint(run_dir / "best.pt")["iteration"] == 4
+    assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
+    # Started again, the run stays stopped.
+    assert script.train(cfg) == summary
     assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
