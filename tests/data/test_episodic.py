@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -94,12 +95,22 @@ def test_boxes_from_mask() -> None:
     np.testing.assert_array_equal(boxes, expected)
 
 
-def test_bbox_support_annotation(pascal_root: Path, tmp_path: Path) -> None:
-    masks = make(pascal_root, tmp_path)[0]["support_masks"]
-    boxes = make(pascal_root, tmp_path, support_annotation="bbox")[0]["support_masks"]
-    for mask, box in zip(masks.numpy(), boxes.numpy()):
-        np.testing.assert_array_equal(box, boxes_from_mask(mask.astype(np.uint8)))
-        assert ((box == 1) >= (mask == 1)).all()
+def test_bbox_support_annotation(fresh_pascal: Path, tmp_path: Path) -> None:
+    for name in ("2007_000001", "2007_000002", "2007_000003"):  # class 1 becomes a disc
+        label = np.zeros((96, 128), np.uint8)
+        label[88:] = 255
+        cv2.circle(label, (40, 40), 30, 1, thickness=-1)
+        assert cv2.imwrite(str(fresh_pascal / "SegmentationClassAug" / f"{name}.png"), label)
+    masks = make(fresh_pascal, tmp_path, shot=1)
+    boxes = make(fresh_pascal, tmp_path, shot=1, support_annotation="bbox")
+    differ = 0
+    for index in range(len(masks)):
+        mask = masks[index]["support_masks"][0].numpy().astype(np.uint8)
+        box = boxes[index]["support_masks"][0].numpy()
+        np.testing.assert_array_equal(box, boxes_from_mask(mask))
+        assert ((box == 1) >= (mask == 1)).all() and (box == 255).any()
+        differ += not np.array_equal(box, mask)
+    assert differ > 0
 
 
 def episodes(loader: DataLoader) -> list[dict]:
