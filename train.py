@@ -13,6 +13,7 @@ is resumed.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
+from fssam.engine.prior_cache import PriorCache, weights_fingerprint
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
+from fssam.models import FSSAM
 from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
                                 validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
@@ -48,6 +51,20 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         progress=trainer.progress)
 
 
+def val_prior_cache(cfg: DictConfig, model: FSSAM) -> PriorCache | None:
+    """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
+    if cfg.trainer.val_prior_cache is None or model.prior is None:
+        return None
+    data = cfg.dataset
+    return PriorCache(cfg.trainer.val_prior_cache, {
+        "dataset": f"{data.name}:{Path(data.root).resolve()}", "fold": int(cfg.split),
+        "shot": int(cfg.shot), "seed": int(cfg.trainer.val_seed),
+        "image_size": int(cfg.sam2.image_size), "support_annotation": data.support_annotation,
+        "coco_split": data.coco_split if data.protocol == "coco" else None,
+        "dino_variant": cfg.model.dino_variant, "dino_input_size": int(cfg.model.dino_input_size),
+        "dino_weights": weights_fingerprint(model.prior.dino)})
+
+
 def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
     """Model, loaders and trainer of a validated config."""
     t = cfg.trainer
@@ -58,18 +75,19 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
     train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
     train_loader = build_train_loader(train_set, batch_size=batch_size, num_workers=t.num_workers,
                                       seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    val_loader = None
+    val_loader, prior_cache = None, None
     if t.val_per_epoch > 0:
         val_set = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=t.val_episodes,
                                                  seed=t.val_seed))
         val_loader = build_eval_loader(val_set, batch_size=t.val_batch_size,
                                        num_workers=t.num_workers)
+        prior_cache = val_prior_cache(cfg, model)
     log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
     return Trainer(model=model, train_loader=train_loader, val_loader=val_loader,
                    class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
                    run_dir=cfg.run_dir, settings=settings_from_config(t), dist=info,
-                   config=OmegaConf.to_container(cfg, resolve=True))
+                   config=OmegaConf.to_container(cfg, resolve=True), prior_cache=prior_cache)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -83,6 +101,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.trainer.num_threads is not None:
             torch.set_num_threads(int(cfg.trainer.num_threads))
         if cfg.trainer.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS
             torch.use_deterministic_algorithms(True)
         if info.is_main:
             write_run_records(run_dir, OmegaConf.to_yaml(cfg, resolve=True), info.world_size)

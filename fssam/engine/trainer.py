@@ -25,6 +25,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.evaluate import run_evaluation
+from fssam.engine.prior_cache import PriorCache
 from fssam.engine.schedule import poly_lr, validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.models.losses import dice_loss
@@ -74,18 +75,20 @@ class Trainer:
     """Trains ``model`` (an FSSAM) on ``train_loader`` and validates on ``val_loader``.
 
     ``train_loader`` must use a ``ResumableSampler`` (``build_train_loader``); ``config``
-    (plain containers) is stored in every checkpoint.
+    (plain containers) is stored in every checkpoint; ``prior_cache`` keeps the priors of
+    the validation episodes.
     """
 
     def __init__(self, *, model: torch.nn.Module, train_loader: DataLoader,
                  val_loader: DataLoader | None, class_ids: Sequence[int], run_dir: str | Path,
-                 settings: TrainSettings, dist: DistInfo, config: dict[str, Any]) -> None:
+                 settings: TrainSettings, dist: DistInfo, config: dict[str, Any],
+                 prior_cache: PriorCache | None = None) -> None:
         if not isinstance(train_loader.sampler, ResumableSampler):
             raise TypeError("train_loader needs a ResumableSampler (see build_train_loader)")
         self.model = model.to(dist.device)
         self.ddp = self._wrap(self.model, dist)
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.class_ids = list(class_ids)
+        self.class_ids, self.prior_cache = list(class_ids), prior_cache
         self.run_dir, self.settings, self.dist, self.config = Path(run_dir), settings, dist, config
         self.optimizer = torch.optim.AdamW(model.param_groups(), lr=settings.lr,
                                            betas=tuple(settings.betas),
@@ -230,6 +233,7 @@ class Trainer:
             result = run_evaluation(self.model, self.val_loader, class_ids=self.class_ids,
                                     device=self.dist.device,
                                     amp_dtype=self.settings.amp_dtype if cuda else None,
+                                    prior_cache=self.prior_cache,
                                     progress=self.settings.progress)
         self.ddp.train()
         it, miou, best = self.state.iteration, float(result["miou"]), self.state.best_miou

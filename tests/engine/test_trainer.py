@@ -90,7 +90,7 @@ def test_resumable_sampler_continues_the_epoch_order():
 
 def test_run_records_and_checkpoints(toy_root, tmp_path, script):
     cfg = config(toy_root, tmp_path / "exp", "trainer.max_iterations=2", "trainer.val_per_epoch=4",
-                 "trainer.val_episodes=4")
+                 "trainer.val_episodes=4", f"trainer.val_prior_cache={tmp_path / 'priors'}")
     summary = script.train(cfg)
     run_dir = tmp_path / "exp" / RUN
     assert summary == {"iteration": 2, "best_miou": pytest.approx(summary["best_miou"]),
@@ -112,6 +112,7 @@ def test_run_records_and_checkpoints(toy_root, tmp_path, script):
     best = load_checkpoint(run_dir / "best.pt")
     assert best["iteration"] == max(val, key=lambda r: r["miou"])["iteration"]
     assert set(last["model"]) == set(best["model"]) and last["optimizer"]["state"]
+    assert len(list((tmp_path / "priors").glob("*/*.pt"))) == 4  # one file per episode
 
 
 def test_interrupted_run_resumes_to_identical_weights(toy_root, tmp_path, script, monkeypatch):
