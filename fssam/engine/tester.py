@@ -31,7 +31,9 @@ from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, 
 from fssam.engine.prior_cache import PriorCache, weights_fingerprint
 from fssam.models import FSSAM, load_release_checkpoint
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
-from fssam.utils.dist import DistInfo
+from fssam.utils.dist import DistInfo, cleanup, init_distributed
+from fssam.utils.logging import setup_logging, teardown_logging
+from fssam.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,12 @@ def validate_test_config(cfg: DictConfig) -> None:
 
 
 def build_test_model(cfg: DictConfig) -> FSSAM:
-    """The configured model with the weights of ``checkpoint`` (``checkpoint_format``)."""
+    """The configured model with the weights of ``checkpoint`` (``checkpoint_format``).
+
+    Seeded with ``cfg.seed`` before it is built, as training does, so parts without a
+    weight file (random micro SAM 2 / tiny DINOv2 of tests and the demo) are the same.
+    """
+    seed_everything(int(cfg.seed))
     model: FSSAM = instantiate(model_kwargs(cfg.model))
     if cfg.checkpoint_format == "ours":
         load_trained_weights(model, cfg.checkpoint)
@@ -182,3 +189,21 @@ def format_results(results: dict[str, Any]) -> str:
     lines.append(f"{'mean+-std':>10}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
                  f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}")
     return "\n".join(lines)
+
+
+def run_test(cfg: DictConfig) -> dict[str, Any]:
+    """Validate ``cfg``, join the process group, test; rank 0 writes ``results_file``."""
+    validate_test_config(cfg)
+    info = init_distributed(cfg.trainer.device)
+    try:
+        setup_logging(info.rank, Path(cfg.run_dir) / "test.log")
+        if cfg.trainer.num_threads is not None:
+            torch.set_num_threads(int(cfg.trainer.num_threads))
+        results = evaluate_seeds(cfg, build_test_model(cfg), info)
+        if info.is_main:
+            path = write_results(results, cfg.results_file)
+            log.info("results written to %s\n%s", path, format_results(results))
+        return results
+    finally:
+        cleanup()
+        teardown_logging()

@@ -1,8 +1,8 @@
 """PNG overlays of evaluation episodes: supports with their masks, prediction, ground truth.
 
 One image per episode, panels side by side: each support image with its mask, then the
-query with the prediction, then the query with the ground truth. Foreground is tinted,
-ignore pixels (255) are shown in grey.
+query with the prediction, then the query with the ground truth. Foreground is tinted and
+outlined, ignore pixels (255) are tinted grey.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 import torch
 
-SUPPORT_COLOUR = (0, 200, 255)
-PRED_COLOUR = (255, 60, 60)
-TRUTH_COLOUR = (60, 220, 60)
+SUPPORT_COLOUR = (0, 160, 255)
+PRED_COLOUR = (255, 0, 0)
+TRUTH_COLOUR = (0, 255, 0)
 IGNORE_COLOUR = (160, 160, 160)
 ALPHA = 0.5
 MIN_PANEL = 160
@@ -36,7 +36,7 @@ def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
-    """Tint ``image`` (uint8 RGB) where ``mask == 1``; grey where ``mask == 255``."""
+    """Tint ``image`` (uint8 RGB) where ``mask == 1``, grey where ``mask == 255``."""
     out = image.astype(np.float32)
     for value, tint in ((1, colour), (255, IGNORE_COLOUR)):
         where = mask == value
@@ -44,12 +44,29 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -
     return out.round().astype(np.uint8)
 
 
+def outline(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+    """Draw the contours of ``mask == 1`` on ``image`` (uint8 RGB) in ``colour``."""
+    contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, 1)
+
+
+def _enlarged(image: np.ndarray) -> np.ndarray:
+    """``image`` scaled by an integer factor (nearest) to at least ``MIN_PANEL`` pixels wide."""
+    if image.shape[1] >= MIN_PANEL:
+        return image
+    scale = -(-MIN_PANEL // image.shape[1])
+    size = (image.shape[1] * scale, image.shape[0] * scale)
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+
+
+def _panel(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], title: str) -> np.ndarray:
+    """Tinted, enlarged, outlined and titled panel."""
+    tinted = _enlarged(overlay(image, mask, colour))
+    return _titled(outline(tinted, _enlarged(mask), colour), title)
+
+
 def _titled(panel: np.ndarray, title: str) -> np.ndarray:
-    """Panel (enlarged to at least ``MIN_PANEL`` pixels, nearest) with a title strip above."""
-    if panel.shape[1] < MIN_PANEL:
-        scale = -(-MIN_PANEL // panel.shape[1])
-        size = (panel.shape[1] * scale, panel.shape[0] * scale)
-        panel = cv2.resize(panel, size, interpolation=cv2.INTER_NEAREST)
+    """Panel with a white title strip above it."""
     strip = np.full((22, panel.shape[1], 3), 255, np.uint8)
     cv2.putText(strip, title, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([strip, panel], axis=0)
@@ -72,11 +89,11 @@ def episode_panel(
     size = tuple(query_img.shape[-2:])
     query = _to_rgb_uint8(query_img)
     panels = [
-        _titled(overlay(_to_rgb_uint8(img), _resize_mask(mask, size), SUPPORT_COLOUR), f"support {k}")
+        _panel(_to_rgb_uint8(img), _resize_mask(mask, size), SUPPORT_COLOUR, f"support {k}")
         for k, (img, mask) in enumerate(zip(support_imgs, support_masks))
     ]
-    panels.append(_titled(overlay(query, _resize_mask(prediction, size), PRED_COLOUR), "prediction"))
-    panels.append(_titled(overlay(query, _resize_mask(target, size), TRUTH_COLOUR), "ground truth"))
+    panels.append(_panel(query, _resize_mask(prediction, size), PRED_COLOUR, "prediction"))
+    panels.append(_panel(query, _resize_mask(target, size), TRUTH_COLOUR, "ground truth"))
     gap = np.full((panels[0].shape[0], 4, 3), 255, np.uint8)
     row = [panels[0]]
     for panel in panels[1:]:

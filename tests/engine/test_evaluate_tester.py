@@ -67,7 +67,8 @@ def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_pat
     assert summary["miou"]["std"] == pytest.approx(abs(mious[0] - mious[1]) / 2)
     assert set(summary["class_iou"]) <= {"1", "2", "3", "4", "5"}
     assert "best" not in json.dumps(results)
-    assert "mean+-std" in result.stdout
+    assert "mean+-std" in result.stderr
+    assert (run_dir / "test.log").is_file()
     assert len(list((run_dir / "vis").glob("*.png"))) == 2
 
 
@@ -88,7 +89,7 @@ def test_cached_and_prior_only_runs(toy_root: Path, tmp_path: Path) -> None:
 
 
 def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
-    torch.manual_seed(0)
+    torch.manual_seed(1)
     trained = build_test_model(compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none")))
     state = {k: v + 0.5 for k, v in trained.trainable_state_dict().items()}
     torch.save({"model": state, "epoch": 1}, tmp_path / "best.pt")
@@ -96,6 +97,9 @@ def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
     loaded = build_test_model(cfg)
     for key, value in loaded.trainable_state_dict().items():
         assert torch.equal(value, state[key]), key
+    frozen = trained.state_dict()  # random parts: seeded as training seeds them
+    for key, value in loaded.state_dict().items():
+        assert key in state or torch.equal(value, frozen[key]), key
     dropped = sorted(state)[0]
     torch.save({"model": {k: v for k, v in state.items() if k != dropped}}, tmp_path / "bad.pt")
     with pytest.raises(KeyError, match=dropped.replace(".", r"\.")):

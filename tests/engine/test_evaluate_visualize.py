@@ -42,9 +42,10 @@ def test_panel_layout_and_png(tmp_path) -> None:
     assert panel.dtype == np.uint8
     assert panel.shape[1] == (shots + 2) * width + (shots + 1) * 4
     pred_panel = panel[:, (shots) * (width + 4) : (shots) * (width + 4) + width]
-    top, bottom = pred_panel[-width + 2], pred_panel[-1]
-    assert tuple(top[0]) == tuple(round(127.5 + 0.5 * c) for c in PRED_COLOUR)
-    assert tuple(bottom[0]) == (255, 255, 255)
+    image = pred_panel[-width:]  # below the title strip
+    assert tuple(image[10, width // 2]) == tuple(round(127.5 + 0.5 * c) for c in PRED_COLOUR)
+    assert tuple(image[0, width // 2]) == PRED_COLOUR  # the outline
+    assert tuple(image[-1, 0]) == (255, 255, 255)
     path = save_episode_png(tmp_path / "vis" / "e.png", panel)
     back = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
     assert np.array_equal(back, panel)
