@@ -25,7 +25,10 @@ def seed_everything(seed: int, rank: int = 0) -> int:
 
 
 def get_rng_state() -> dict[str, Any]:
-    """Generator states as tensors and plain Python types (loadable with weights_only)."""
+    """Generator states as tensors and plain Python types (loadable with weights_only).
+
+    CUDA: the current device's generator (each rank drives one device).
+    """
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
@@ -34,7 +37,7 @@ def get_rng_state() -> dict[str, Any]:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = torch.cuda.get_rng_state()  # this process's device only
     return state
 
 
@@ -47,4 +50,4 @@ def set_rng_state(state: dict[str, Any]) -> None:
                          np_state["pos"], np_state["has_gauss"], np_state["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
