@@ -1,8 +1,8 @@
 """On-disk cache of the pseudo-prompt priors of fixed evaluation episodes.
 
 The priors of an evaluation episode depend only on the episode (dataset, fold, shot,
-seed, index, support annotation type), the input size and the DINOv2 weights, never on
-the trained parts of the model. A cache directory is named by a hash of those settings
+seed, index, support annotation type), the input size, the DINOv2 weights and the
+precision DINOv2 ran in, never on the trained parts of the model. A cache directory is named by a hash of those settings
 and holds ``settings.json`` plus one ``<index>.pt`` file per episode with the tensor
 ``[2, S, S]`` (channel 0 ``prior_fg``, channel 1 ``prior_fb``) in float32.
 
@@ -39,7 +39,10 @@ KEY_FIELDS = (
     "dino_variant",
     "dino_input_size",
     "dino_weights",
+    "amp",
 )
+# Fields that may be left out; they then take this value.
+DEFAULTS = {"amp": "none"}
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -59,10 +62,12 @@ def weights_fingerprint(module: nn.Module) -> str:
 def prior_cache_key(settings: Mapping[str, Any]) -> str:
     """Hash (hex, 20 characters) of the settings that determine an episode's priors.
 
-    ``settings`` must hold every name in ``KEY_FIELDS`` (use ``None`` where a field does
-    not apply, e.g. ``coco_split`` on PASCAL); extra names are rejected so a typo cannot
-    silently drop a field from the key.
+    ``settings`` must hold every name in ``KEY_FIELDS`` but those in ``DEFAULTS`` (use
+    ``None`` where a field does not apply, e.g. ``coco_split`` on PASCAL); ``amp`` is the
+    autocast dtype DINOv2 runs under ("bfloat16", or "none" for float32). Extra names are
+    rejected so a typo cannot silently drop a field from the key.
     """
+    settings = {**DEFAULTS, **settings}
     missing = sorted(set(KEY_FIELDS) - set(settings))
     extra = sorted(set(settings) - set(KEY_FIELDS))
     if missing or extra:
@@ -90,7 +95,7 @@ class PriorCache:
     """Priors of evaluation episodes stored under ``root/<prior_cache_key(settings)>/``."""
 
     def __init__(self, root: str | os.PathLike, settings: Mapping[str, Any]) -> None:
-        self.settings = dict(settings)
+        self.settings = {**DEFAULTS, **settings}
         self.key = prior_cache_key(self.settings)
         self.dir = Path(root) / self.key
         self.dir.mkdir(parents=True, exist_ok=True)

@@ -92,7 +92,8 @@ def build_test_model(cfg: DictConfig) -> FSSAM:
     return model
 
 
-def _prior_cache(cfg: DictConfig, dino_weights: str | None, seed: int) -> PriorCache | None:
+def _prior_cache(cfg: DictConfig, dino_weights: str | None, seed: int,
+                 amp_dtype: torch.dtype | None) -> PriorCache | None:
     if dino_weights is None:
         return None
     data = cfg.dataset
@@ -107,6 +108,7 @@ def _prior_cache(cfg: DictConfig, dino_weights: str | None, seed: int) -> PriorC
         "dino_variant": cfg.model.dino_variant,
         "dino_input_size": int(cfg.model.dino_input_size),
         "dino_weights": dino_weights,
+        "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
     })
 
 
@@ -128,9 +130,10 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
         loader = build_eval_loader(dataset, batch_size=int(cfg.batch_size),
                                    num_workers=int(cfg.trainer.num_workers))
         vis_dir = Path(cfg.run_dir) / "vis" if number == 0 and cfg.vis > 0 else None
+        amp_dtype = _amp_dtype(cfg, info.device)
         per_seed[int(seed)] = run_evaluation(
-            predictor, loader, class_ids=classes, device=info.device,
-            amp_dtype=_amp_dtype(cfg, info.device), prior_cache=_prior_cache(cfg, dino_weights, seed),
+            predictor, loader, class_ids=classes, device=info.device, amp_dtype=amp_dtype,
+            prior_cache=_prior_cache(cfg, dino_weights, seed, amp_dtype),
             vis_dir=vis_dir, num_vis=int(cfg.vis), progress=bool(cfg.trainer.progress))
         log.info("seed %d: mIoU %.2f FB-IoU %.2f", seed, per_seed[int(seed)]["miou"],
                  per_seed[int(seed)]["fbiou"])

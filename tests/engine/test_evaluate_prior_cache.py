@@ -21,6 +21,7 @@ SETTINGS = {
     "dino_variant": "vitb14",
     "dino_input_size": 560,
     "dino_weights": "0123456789abcdef",
+    "amp": "none",
 }
 CHANGED = {
     "dataset": "coco",
@@ -33,6 +34,7 @@ CHANGED = {
     "dino_variant": "vitl14",
     "dino_input_size": 518,
     "dino_weights": "fedcba9876543210",
+    "amp": "bfloat16",
 }
 
 
@@ -53,6 +55,8 @@ def test_key_rejects_missing_and_unknown_settings() -> None:
         prior_cache_key({k: v for k, v in SETTINGS.items() if k != "seed"})
     with pytest.raises(ValueError, match="unexpected.*'sed'"):
         prior_cache_key({**SETTINGS, "sed": 1})
+    without_amp = {k: v for k, v in SETTINGS.items() if k != "amp"}
+    assert prior_cache_key(without_amp) == prior_cache_key(SETTINGS)
 
 
 def test_directory_is_named_by_the_key(tmp_path) -> None:
