@@ -51,18 +51,20 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         progress=trainer.progress)
 
 
-def val_prior_cache(cfg: DictConfig, model: FSSAM) -> PriorCache | None:
+def val_prior_cache(cfg: DictConfig, model: FSSAM, device: torch.device) -> PriorCache | None:
     """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
     if cfg.trainer.val_prior_cache is None or model.prior is None:
         return None
     data = cfg.dataset
+    amp = AMP_DTYPES[cfg.trainer.amp] if device.type == "cuda" else None
     return PriorCache(cfg.trainer.val_prior_cache, {
         "dataset": f"{data.name}:{Path(data.root).resolve()}", "fold": int(cfg.split),
         "shot": int(cfg.shot), "seed": int(cfg.trainer.val_seed),
         "image_size": int(cfg.sam2.image_size), "support_annotation": data.support_annotation,
         "coco_split": data.coco_split if data.protocol == "coco" else None,
         "dino_variant": cfg.model.dino_variant, "dino_input_size": int(cfg.model.dino_input_size),
-        "dino_weights": weights_fingerprint(model.prior.dino)})
+        "dino_weights": weights_fingerprint(model.prior.dino),
+        "amp": "none" if amp is None else str(amp).removeprefix("torch.")})
 
 
 def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
@@ -81,7 +83,7 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
                                                  seed=t.val_seed))
         val_loader = build_eval_loader(val_set, batch_size=t.val_batch_size,
                                        num_workers=t.num_workers)
-        prior_cache = val_prior_cache(cfg, model)
+        prior_cache = val_prior_cache(cfg, model, info.device)
     log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
     return Trainer(model=model, train_loader=train_loader, val_loader=val_loader,
