@@ -196,3 +196,33 @@ def test_rewrite_replaces_a_toy_dataset_and_refuses_other_data(tmp_path: Path) -
     with pytest.raises(FileExistsError, match="not a toy dataset"):
         make_toy_pascal(tmp_path / "real", num_images=6, workers=0)
     assert (real / "2007_000032.jpg").read_bytes() == b"not a toy image"
+
+
+@pytest.mark.parametrize(("layout", "coco_split"), [("pascal", "interleaved"),
+                                                    ("coco", "interleaved"),
+                                                    ("coco", "contiguous")])
+def test_real_list_builders_and_loader_read_it(layout: str, coco_split: str,
+                                               request: pytest.FixtureRequest,
+                                               tmp_path: Path) -> None:
+    from fssam.data import build_dataset
+    from fssam.data.sources import build_image_list
+
+    root, meta = request.getfixturevalue(f"{layout}_toy")
+    novel = _novel_sets(layout)[("fold0" if layout == "pascal" else f"{coco_split}0")]
+    train_split, val_split = ("train", "val") if layout == "pascal" else ("train2014", "val2014")
+    base = set(range(1, meta["num_classes"] + 1)) - novel
+    expected = {
+        "train": sum({int(c) for c in px} <= base for px in meta["images"][train_split].values()),
+        "val": sum(bool({int(c) for c in px} & novel) for px in meta["images"][val_split].values()),
+    }
+    for mode, count in expected.items():
+        records = build_image_list(dataset=layout, root=str(root), fold=0, mode=mode,
+                                   coco_split=coco_split, cache_dir=str(tmp_path))
+        assert len(records) == count
+    dataset = build_dataset(dataset=layout, root=str(root), fold=0, shot=5, mode="val",
+                            image_size=128, num_episodes=4, coco_split=coco_split,
+                            cache_dir=str(tmp_path))
+    item = dataset[3]
+    assert int(item["class_id"]) in novel
+    assert item["support_masks"].shape == (5, 128, 128)
+    assert set(item["query_label"].unique().tolist()) == {0, 1, 255}
