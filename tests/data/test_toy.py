@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
 import json
+import os
 import time
 from pathlib import Path
 
@@ -40,16 +42,29 @@ def _tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture(scope="module")
+def _shared_toy(factory: pytest.TempPathFactory, layout: str) -> tuple[Path, dict]:
+    """Default toy dataset generated once per test session, shared by xdist workers."""
+    shared = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # common to the xdist workers of this run only
+    root = shared / f"toy_{layout}_default"
+    with open(shared / f"toy_{layout}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the first worker writes, the others wait
+        if not (root / "done").is_file():
+            make = make_toy_pascal if layout == "pascal" else make_toy_coco
+            make(root, workers=2)
+            (root / "done").touch()
+    return root, json.loads((root / META_FILE).read_text())
+
+
+@pytest.fixture(scope="session")
 def pascal_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("toy_pascal")
-    return root, make_toy_pascal(root, workers=2)
+    return _shared_toy(tmp_path_factory, "pascal")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def coco_toy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("toy_coco")
-    return root, make_toy_coco(root, workers=2)
+    return _shared_toy(tmp_path_factory, "coco")
 
 
 def _pascal_pairs(root: Path) -> dict[str, list[tuple[Path, Path]]]:
@@ -77,7 +92,7 @@ def test_pascal_layout(pascal_toy: tuple[Path, dict]) -> None:
     assert len(train_ids) == 260 and len(val_ids) == 140 and not train_ids & val_ids
     assert {p.stem for p in (voc / "JPEGImages").glob("*.jpg")} == train_ids | val_ids
     assert {p.stem for p in (voc / "SegmentationClassAug").glob("*.png")} == train_ids | val_ids
-    assert json.loads((root / META_FILE).read_text()) == meta
+    assert meta["layout"] == "pascal" and meta["num_classes"] == 20 and len(meta["classes"]) == 20
     shapes = set()
     for image_path, label_path in pairs["train"][:40] + pairs["val"][:40]:
         image = cv2.imread(str(image_path))
