@@ -144,7 +144,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results))
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"setup": describe(args), "results": dict(results)}, f, indent=1)
+            rows = {name: {k: (None if v != v else v) for k, v in row.items()}
+                    for name, row in results}  # no NaN in JSON: peak memory is CUDA only
+            json.dump({"setup": describe(args), "results": rows}, f, indent=1)
     return 0
 
 

@@ -32,6 +32,8 @@ def test_benchmark_table_and_json(tmp_path, capsys):
     for name, row in results.items():
         assert name in table
         assert row["mean_ms"] > 0 and row["min_ms"] <= row["mean_ms"]
+        assert row["peak_mib"] is None  # CPU run; strict JSON (no NaN)
+    json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
 
 
 def test_measure_calls_warmup_plus_repeats():
