@@ -25,7 +25,7 @@ def load_demo():
 @pytest.mark.slow
 def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
     root, exp = tmp_path / "toy", tmp_path / "exp"
-    args = ["--root", str(root), "--exp-dir", str(exp), "--iterations", "3", "--batch-size", "2",
+    args = ["--root", str(root), "--exp-dir", str(exp), "--epochs", "1", "--max-iterations", "3", "--batch-size", "2",
             "--episodes", "4", "--seeds", "321", "--vis", "2", "--workers", "0", "--allow-no-gain"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
@@ -39,7 +39,7 @@ def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
         results = json.loads((run_dir / name).read_text())
         assert [row["num_episodes"] for row in results["per_seed"]] == [4]
     assert json.loads((run_dir / "results_prior.json").read_text())["prior_only"]
-    assert (run_dir / "last.pt").is_file()
+    assert (run_dir / "last.pt").is_file() and demo["iterations"] == 3
     assert len(list((run_dir / "vis").glob("*.png"))) == 2
     for row in ("trained FSSAM", "untrained FSSAM", "prior_fg >= 0.5 alone"):
         assert row in result.stdout
@@ -49,7 +49,8 @@ def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_
     demo = load_demo()
     scores = {"trained": {"miou": 30.0, "fbiou": 60.0}, "untrained": {"miou": 10.0, "fbiou": 40.0},
               "prior": {"miou": 35.0, "fbiou": 50.0}}
-    fake = {"scores": scores, "run_dir": str(tmp_path), "seconds": 1.0, "train_seconds": 0.5}
+    fake = {"scores": scores, "run_dir": str(tmp_path), "iterations": 3, "seconds": 1.0,
+            "train_seconds": 0.5}
     monkeypatch.setattr(demo, "run_demo", lambda args: dict(fake))
     assert demo.main([]) == 1
     assert demo.main(["--allow-no-gain"]) == 0
