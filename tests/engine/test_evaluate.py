@@ -96,12 +96,24 @@ def test_loader_keeps_order_and_original_labels(dataset) -> None:
         build_eval_loader(dataset, batch_size=0, num_workers=0)
 
 
+def assert_same_metrics(got: dict, want: dict) -> None:
+    """Equal up to pixels that float rounding of batched kernels may flip (logits move by
+    ~1e-6): 1e-3 IoU points, far below any real error (a wrong episode or resize)."""
+    assert got["num_episodes"] == want["num_episodes"]
+    assert got["missing_classes"] == want["missing_classes"]
+    assert set(got["class_iou"]) == set(want["class_iou"])
+    for key in ("miou", "fbiou", "fg_iou", "bg_iou"):
+        assert got[key] == pytest.approx(want[key], abs=1e-3), key
+    for cid, iou in want["class_iou"].items():
+        assert got["class_iou"][cid] == pytest.approx(iou, abs=1e-3), cid
+
+
 def test_batch_size_does_not_change_the_metrics(model, dataset) -> None:
     one = evaluate(model, dataset, batch_size=1)
     four = evaluate(model, dataset, batch_size=4)
     assert one["num_episodes"] == EPISODES
     assert 0 < one["fbiou"] < 100
-    assert four == one
+    assert_same_metrics(four, one)
 
 
 def test_cached_priors_give_the_same_metrics(model, dataset, tmp_path, monkeypatch) -> None:
@@ -118,7 +130,7 @@ def test_cached_priors_give_the_same_metrics(model, dataset, tmp_path, monkeypat
         patch.setattr(model.prior, "forward", lambda *a, **k: pytest.fail("DINOv2 ran"))
         cached = evaluate(model, dataset, batch_size=3, prior_cache=cache)
     assert filling == uncached
-    assert cached == uncached
+    assert_same_metrics(cached, uncached)
 
 
 def test_overlays_for_the_first_episodes(model, dataset, tmp_path) -> None:
