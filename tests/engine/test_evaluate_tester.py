@@ -130,3 +130,21 @@ def test_bad_settings_are_named(toy_root: Path, tmp_path: Path, override: str, m
     cfg = compose_config("test", overrides(toy_root, tmp_path, override))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         validate_test_config(cfg)
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco", "toy"])
+@pytest.mark.parametrize("sam2", ["tiny", "small", "base_plus", "large", "micro"])
+def test_every_dataset_and_sam2_composes(dataset: str, sam2: str) -> None:
+    cfg = compose_config("test", [f"dataset={dataset}", f"sam2={sam2}", "split=3", "shot=5"])
+    validate_test_config(cfg)
+    assert cfg.checkpoint == f"exp/{dataset}/FSSAM/split3/5shot/{sam2}/best.pt"
+    assert cfg.results_file == f"exp/{dataset}/FSSAM/split3/5shot/{sam2}/results.json"
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
+def test_experiment_recipes_compose(dataset: str) -> None:
+    cfg = compose_config("test", [f"dataset={dataset}", f"experiment={dataset}_fssam"])
+    validate_test_config(cfg)
+    with pytest.raises(ConfigError, match="experiment"):
+        other = "coco" if dataset == "pascal" else "pascal"
+        validate_test_config(compose_config("test", [f"dataset={other}", f"experiment={dataset}_fssam"]))
