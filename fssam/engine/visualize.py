@@ -47,7 +47,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -
 def outline(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     """Draw the contours of ``mask == 1`` on ``image`` (uint8 RGB) in ``colour``."""
     contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, 1)
+    return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, 2)
 
 
 def _enlarged(image: np.ndarray) -> np.ndarray:
