@@ -34,10 +34,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="data/toy", help="synthetic dataset folder")
     parser.add_argument("--exp-dir", default="exp/demo", help="experiment folder of the demo")
-    parser.add_argument("--epochs", type=int, default=40,
-                        help="training epochs (the poly learning-rate decay spans them)")
-    parser.add_argument("--max-iterations", type=int, default=None,
-                        help="stop training after this many iterations (smoke tests)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=40,
+        help="training epochs (the poly learning-rate decay spans them)",
+    )
+    parser.add_argument(
+        "--max-iterations",
+        type=int,
+        default=None,
+        help="stop training after this many iterations (smoke tests)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--episodes", type=int, default=300, help="test episodes per seed")
@@ -45,8 +53,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vis", type=int, default=8, help="overlays of the first N episodes")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the model")
     parser.add_argument("--workers", type=int, default=1, help="data-loading processes")
-    parser.add_argument("--allow-no-gain", action="store_true",
-                        help="exit 0 even when training did not beat the baselines (smoke tests)")
+    parser.add_argument(
+        "--allow-no-gain",
+        action="store_true",
+        help="exit 0 even when training did not beat the baselines (smoke tests)",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,29 +81,42 @@ def ensure_dataset(root: Path) -> None:
 
 def shared_overrides(args: argparse.Namespace) -> list[str]:
     return GROUPS + [
-        f"dataset.root={Path(args.root).resolve()}", f"exp_dir={Path(args.exp_dir).resolve()}",
-        "trainer.device=cpu", "trainer.amp=none", f"trainer.num_threads={args.threads}",
+        f"dataset.root={Path(args.root).resolve()}",
+        f"exp_dir={Path(args.exp_dir).resolve()}",
+        "trainer.device=cpu",
+        "trainer.amp=none",
+        f"trainer.num_threads={args.threads}",
         f"trainer.num_workers={args.workers}",
     ]
 
 
 def train_overrides(args: argparse.Namespace) -> list[str]:
     return shared_overrides(args) + [
-        f"trainer.batch_size={args.batch_size}", f"trainer.lr={args.lr}",
-        f"trainer.epochs={args.epochs}", f"trainer.max_iterations={args.max_iterations or 'null'}",
-        "trainer.val_per_epoch=0", "trainer.log_every=20",
+        f"trainer.batch_size={args.batch_size}",
+        f"trainer.lr={args.lr}",
+        f"trainer.epochs={args.epochs}",
+        f"trainer.max_iterations={args.max_iterations or 'null'}",
+        "trainer.val_per_epoch=0",
+        "trainer.log_every=20",
     ]
 
 
 def test_overrides(args: argparse.Namespace, run: str) -> list[str]:
     base = shared_overrides(args) + [
-        f"episodes={args.episodes}", f"seeds=[{','.join(map(str, args.seeds))}]",
-        f"batch_size={args.batch_size}", "prior_cache=true", "trainer.progress=false",
+        f"episodes={args.episodes}",
+        f"seeds=[{','.join(map(str, args.seeds))}]",
+        f"batch_size={args.batch_size}",
+        "prior_cache=true",
+        "trainer.progress=false",
     ]
     if run == "trained":
         return base + ["checkpoint=${run_dir}/last.pt", f"vis={args.vis}"]
     extra = ["prior_only=true"] if run == "prior" else []
-    return base + ["checkpoint_format=none", f"results_file=${{run_dir}}/results_{run}.json", *extra]
+    return base + [
+        "checkpoint_format=none",
+        f"results_file=${{run_dir}}/results_{run}.json",
+        *extra,
+    ]
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,14 +135,22 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     for run in ("trained", "untrained", "prior"):
         summary = run_test(compose_config("test", test_overrides(args, run)))["summary"]
         scores[run] = {"miou": summary["miou"]["mean"], "fbiou": summary["fbiou"]["mean"]}
-    return {"scores": scores, "run_dir": str(run_dir), "iterations": iterations,
-            "train_seconds": round(trained_seconds, 1),
-            "seconds": round(time.perf_counter() - start, 1), "settings": vars(args)}
+    return {
+        "scores": scores,
+        "run_dir": str(run_dir),
+        "iterations": iterations,
+        "train_seconds": round(trained_seconds, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "settings": vars(args),
+    }
 
 
 def format_table(demo: dict[str, Any]) -> str:
-    names = {"trained": "trained FSSAM", "untrained": "untrained FSSAM",
-             "prior": "prior_fg >= 0.5 alone"}
+    names = {
+        "trained": "trained FSSAM",
+        "untrained": "untrained FSSAM",
+        "prior": "prior_fg >= 0.5 alone",
+    }
     lines = [f"{'':24}{'mIoU':>8}{'FB-IoU':>9}"]
     for run, name in names.items():
         score = demo["scores"][run]
@@ -138,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     demo["learned"] = learned(demo)
     Path(demo["run_dir"], "demo.json").write_text(json.dumps(demo, indent=1))
     n = len(args.seeds) * args.episodes
-    print(f"\nFSSAM demo: 1-shot fold 0 of the synthetic dataset, {demo['iterations']} training "
-          f"iterations, {n} test episodes ({len(args.seeds)} seeds), "
-          f"{demo['seconds']:.0f} s in all ({demo['train_seconds']:.0f} s to data + training)")
+    print(
+        f"\nFSSAM demo: 1-shot fold 0 of the synthetic dataset, {demo['iterations']} training "
+        f"iterations, {n} test episodes ({len(args.seeds)} seeds), "
+        f"{demo['seconds']:.0f} s in all ({demo['train_seconds']:.0f} s to data + training)"
+    )
     print(format_table(demo))
     print(f"run folder: {demo['run_dir']} (results.json, vis/, demo.json)")
     if not demo["learned"]:

@@ -25,11 +25,36 @@ def load_demo():
 @pytest.mark.slow
 def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
     root, exp = tmp_path / "toy", tmp_path / "exp"
-    args = ["--root", str(root), "--exp-dir", str(exp), "--epochs", "1", "--max-iterations", "3", "--batch-size", "2",
-            "--episodes", "4", "--seeds", "321", "--vis", "2", "--workers", "0", "--allow-no-gain"]
+    args = [
+        "--root",
+        str(root),
+        "--exp-dir",
+        str(exp),
+        "--epochs",
+        "1",
+        "--max-iterations",
+        "3",
+        "--batch-size",
+        "2",
+        "--episodes",
+        "4",
+        "--seeds",
+        "321",
+        "--vis",
+        "2",
+        "--workers",
+        "0",
+        "--allow-no-gain",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (root / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file()
     run_dir = exp / "toy" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
@@ -47,10 +72,18 @@ def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
 
 def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_path: Path) -> None:
     demo = load_demo()
-    scores = {"trained": {"miou": 30.0, "fbiou": 60.0}, "untrained": {"miou": 10.0, "fbiou": 40.0},
-              "prior": {"miou": 35.0, "fbiou": 50.0}}
-    fake = {"scores": scores, "run_dir": str(tmp_path), "iterations": 3, "seconds": 1.0,
-            "train_seconds": 0.5}
+    scores = {
+        "trained": {"miou": 30.0, "fbiou": 60.0},
+        "untrained": {"miou": 10.0, "fbiou": 40.0},
+        "prior": {"miou": 35.0, "fbiou": 50.0},
+    }
+    fake = {
+        "scores": scores,
+        "run_dir": str(tmp_path),
+        "iterations": 3,
+        "seconds": 1.0,
+        "train_seconds": 0.5,
+    }
     monkeypatch.setattr(demo, "run_demo", lambda args: dict(fake))
     assert demo.main([]) == 1
     assert demo.main(["--allow-no-gain"]) == 0

@@ -67,7 +67,9 @@ def test_overrides_and_gpu_count_pass_through(fake_path: str) -> None:
         (["pascal", "0", "1", "FSSAM", "small"], "0", "NGPUS"),
     ],
 )
-def test_bad_arguments_print_usage(fake_path: str, args: list[str], ngpus: str | None, message: str) -> None:
+def test_bad_arguments_print_usage(
+    fake_path: str, args: list[str], ngpus: str | None, message: str
+) -> None:
     result = run(args, fake_path, ngpus)
     assert result.returncode == 2
     assert message in result.stderr

@@ -86,7 +86,9 @@ class PriorOnly(nn.Module):
         return {"logits": priors[:, 0] - 0.5, "priors": priors}
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+def _autocast(
+    device: torch.device, amp_dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
@@ -107,7 +109,9 @@ def _cached_priors(cache: PriorCache | None, episodes: Sequence[int]) -> torch.T
     return torch.stack(found)
 
 
-def _save_overlays(vis_dir: Path, batch: dict[str, Any], preds: list[torch.Tensor], num_vis: int) -> None:
+def _save_overlays(
+    vis_dir: Path, batch: dict[str, Any], preds: list[torch.Tensor], num_vis: int
+) -> None:
     for i, episode in enumerate(batch["episode"].tolist()):
         if episode >= num_vis:
             continue
@@ -118,7 +122,9 @@ def _save_overlays(vis_dir: Path, batch: dict[str, Any], preds: list[torch.Tenso
             prediction=preds[i],
             target=batch["query_label"][i],
         )
-        save_episode_png(vis_dir / f"episode_{episode:05d}_class{int(batch['class_id'][i])}.png", panel)
+        save_episode_png(
+            vis_dir / f"episode_{episode:05d}_class{int(batch['class_id'][i])}.png", panel
+        )
 
 
 @torch.no_grad()
@@ -211,6 +217,7 @@ def summarize_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
         "miou": _mean_std([r["miou"] for r in results]),
         "fbiou": _mean_std([r["fbiou"] for r in results]),
         "class_iou": {
-            c: _mean_std([r["class_iou"][c] for r in results if c in r["class_iou"]]) for c in classes
+            c: _mean_std([r["class_iou"][c] for r in results if c in r["class_iou"]])
+            for c in classes
         },
     }

@@ -2,9 +2,10 @@
 
 The priors of an evaluation episode depend only on the episode (dataset, fold, shot,
 seed, index, support annotation type), the input size, the DINOv2 weights and the
-precision DINOv2 ran in, never on the trained parts of the model. A cache directory is named by a hash of those settings
-and holds ``settings.json`` plus one ``<index>.pt`` file per episode with the tensor
-``[2, S, S]`` (channel 0 ``prior_fg``, channel 1 ``prior_fb``) in float32.
+precision DINOv2 ran in, never on the trained parts of the model. A cache directory is
+named by a hash of those settings and holds ``settings.json`` plus one ``<index>.pt``
+file per episode with the tensor ``[2, S, S]`` (channel 0 ``prior_fg``, channel 1
+``prior_fb``) in float32.
 
 Writes go to a temporary file in the same directory, are flushed to disk and renamed
 into place, so readers never see a partial file and several ranks (or runs) may fill the

@@ -41,7 +41,9 @@ CHECKPOINT_FORMATS = ("ours", "release", "none")
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 
 
-def compose_config(name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:
+def compose_config(
+    name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR
+) -> DictConfig:
     """``configs/<name>.yaml`` composed with ``overrides`` outside ``hydra.main``.
 
     Hydra's global state (which importing sam2 sets up) is restored afterwards.
@@ -59,8 +61,10 @@ def validate_test_config(cfg: DictConfig) -> None:
     """Shared checks plus the test keys; errors name the key (``episodes=0: ...``)."""
     validate_config(cfg)
     if cfg.checkpoint_format not in CHECKPOINT_FORMATS:
-        raise ConfigError(f"checkpoint_format={cfg.checkpoint_format!r}: must be one of "
-                          f"{', '.join(CHECKPOINT_FORMATS)}")
+        raise ConfigError(
+            f"checkpoint_format={cfg.checkpoint_format!r}: must be one of "
+            f"{', '.join(CHECKPOINT_FORMATS)}"
+        )
     for key, low in (("episodes", 1), ("batch_size", 1), ("vis", 0)):
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -92,24 +96,28 @@ def build_test_model(cfg: DictConfig) -> FSSAM:
     return model
 
 
-def _prior_cache(cfg: DictConfig, dino_weights: str | None, seed: int,
-                 amp_dtype: torch.dtype | None) -> PriorCache | None:
+def _prior_cache(
+    cfg: DictConfig, dino_weights: str | None, seed: int, amp_dtype: torch.dtype | None
+) -> PriorCache | None:
     if dino_weights is None:
         return None
     data = cfg.dataset
-    return PriorCache(cfg.prior_cache_dir, {
-        "dataset": f"{data.name}:{Path(data.root).resolve()}",
-        "fold": int(cfg.split),
-        "shot": int(cfg.shot),
-        "seed": int(seed),
-        "image_size": int(cfg.sam2.image_size),
-        "support_annotation": data.support_annotation,
-        "coco_split": data.coco_split if data.protocol == "coco" else None,
-        "dino_variant": cfg.model.dino_variant,
-        "dino_input_size": int(cfg.model.dino_input_size),
-        "dino_weights": dino_weights,
-        "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
-    })
+    return PriorCache(
+        cfg.prior_cache_dir,
+        {
+            "dataset": f"{data.name}:{Path(data.root).resolve()}",
+            "fold": int(cfg.split),
+            "shot": int(cfg.shot),
+            "seed": int(seed),
+            "image_size": int(cfg.sam2.image_size),
+            "support_annotation": data.support_annotation,
+            "coco_split": data.coco_split if data.protocol == "coco" else None,
+            "dino_variant": cfg.model.dino_variant,
+            "dino_input_size": int(cfg.model.dino_input_size),
+            "dino_weights": dino_weights,
+            "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
+        },
+    )
 
 
 def _amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
@@ -125,24 +133,42 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
     start = time.perf_counter()
     dino_weights = weights_fingerprint(model.prior.dino) if cfg.prior_cache else None
     for number, seed in enumerate(cfg.seeds):
-        dataset = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes),
-                                                 seed=int(seed)))
-        loader = build_eval_loader(dataset, batch_size=int(cfg.batch_size),
-                                   num_workers=int(cfg.trainer.num_workers))
+        dataset = build_dataset(
+            **dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes), seed=int(seed))
+        )
+        loader = build_eval_loader(
+            dataset, batch_size=int(cfg.batch_size), num_workers=int(cfg.trainer.num_workers)
+        )
         vis_dir = Path(cfg.run_dir) / "vis" if number == 0 and cfg.vis > 0 else None
         amp_dtype = _amp_dtype(cfg, info.device)
         per_seed[int(seed)] = run_evaluation(
-            predictor, loader, class_ids=classes, device=info.device, amp_dtype=amp_dtype,
+            predictor,
+            loader,
+            class_ids=classes,
+            device=info.device,
+            amp_dtype=amp_dtype,
             prior_cache=_prior_cache(cfg, dino_weights, seed, amp_dtype),
-            vis_dir=vis_dir, num_vis=int(cfg.vis), progress=bool(cfg.trainer.progress))
-        log.info("seed %d: mIoU %.2f FB-IoU %.2f", seed, per_seed[int(seed)]["miou"],
-                 per_seed[int(seed)]["fbiou"])
+            vis_dir=vis_dir,
+            num_vis=int(cfg.vis),
+            progress=bool(cfg.trainer.progress),
+        )
+        log.info(
+            "seed %d: mIoU %.2f FB-IoU %.2f",
+            seed,
+            per_seed[int(seed)]["miou"],
+            per_seed[int(seed)]["fbiou"],
+        )
     return {
-        "dataset": cfg.dataset.name, "split": int(cfg.split), "shot": int(cfg.shot),
-        "sam2": cfg.sam2.name, "model": cfg.model.name,
+        "dataset": cfg.dataset.name,
+        "split": int(cfg.split),
+        "shot": int(cfg.shot),
+        "sam2": cfg.sam2.name,
+        "model": cfg.model.name,
         "checkpoint": None if cfg.checkpoint_format == "none" else str(cfg.checkpoint),
-        "checkpoint_format": cfg.checkpoint_format, "prior_only": bool(cfg.prior_only),
-        "episodes": int(cfg.episodes), "world_size": info.world_size,
+        "checkpoint_format": cfg.checkpoint_format,
+        "prior_only": bool(cfg.prior_only),
+        "episodes": int(cfg.episodes),
+        "world_size": info.world_size,
         "seconds": round(time.perf_counter() - start, 2),
         "per_seed": [{"seed": s, **r} for s, r in per_seed.items()],
         "summary": summarize_seeds(per_seed),
@@ -183,14 +209,17 @@ def format_results(results: dict[str, Any]) -> str:
     summary = results["summary"]
     lines = [
         f"{results['model']} {results['dataset']} split{results['split']} {results['shot']}-shot "
-        f"SAM 2 {results['sam2']}: {len(results['per_seed'])} seed(s) x {results['episodes']} episodes",
+        f"SAM 2 {results['sam2']}: {len(results['per_seed'])} seed(s) x "
+        f"{results['episodes']} episodes",
         f"{'seed':>10}  {'mIoU':>14}  {'FB-IoU':>14}",
     ]
     for row in results["per_seed"]:
         lines.append(f"{row['seed']:>10}  {row['miou']:>14.2f}  {row['fbiou']:>14.2f}")
     miou, fbiou = summary["miou"], summary["fbiou"]
-    lines.append(f"{'mean+-std':>10}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
-                 f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}")
+    lines.append(
+        f"{'mean+-std':>10}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
+        f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}"
+    )
     return "\n".join(lines)
 
 

@@ -46,7 +46,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -
 
 def outline(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     """Draw the contours of ``mask == 1`` on ``image`` (uint8 RGB) in ``colour``."""
-    contours, _ = cv2.findContours((mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(
+        (mask == 1).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE
+    )
     return cv2.drawContours(np.ascontiguousarray(image), contours, -1, colour, 2)
 
 
@@ -59,7 +61,9 @@ def _enlarged(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
 
 
-def _panel(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], title: str) -> np.ndarray:
+def _panel(
+    image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int], title: str
+) -> np.ndarray:
     """Tinted, enlarged, outlined and titled panel."""
     tinted = _enlarged(overlay(image, mask, colour))
     return _titled(outline(tinted, _enlarged(mask), colour), title)

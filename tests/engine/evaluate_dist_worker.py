@@ -35,22 +35,52 @@ def main() -> None:
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
         dist.init_process_group("gloo")
-    dataset = build_dataset(dataset="pascal", root=args.root, fold=0, shot=1, mode="val", image_size=SIZE,
-                            num_episodes=args.episodes, seed=321, cache_dir=args.lists)
+    dataset = build_dataset(
+        dataset="pascal",
+        root=args.root,
+        fold=0,
+        shot=1,
+        mode="val",
+        image_size=SIZE,
+        num_episodes=args.episodes,
+        seed=321,
+        cache_dir=args.lists,
+    )
     torch.manual_seed(0)
-    model = build_model(sam2_config=str(PARITY / "sam2_micro_v1.yaml"),
-                        sam2_checkpoint=str(PARITY / "micro_weights.pt"), image_size=SIZE,
-                        dino_checkpoint=None, dino_input_size=56,
-                        dino_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2})
+    model = build_model(
+        sam2_config=str(PARITY / "sam2_micro_v1.yaml"),
+        sam2_checkpoint=str(PARITY / "micro_weights.pt"),
+        image_size=SIZE,
+        dino_checkpoint=None,
+        dino_input_size=56,
+        dino_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2},
+    )
     cache = None
     if args.cache:
-        cache = PriorCache(args.cache, {
-            "dataset": "pascal", "fold": 0, "shot": 1, "seed": 321, "image_size": SIZE,
-            "support_annotation": "mask", "coco_split": None, "dino_variant": "vitb14",
-            "dino_input_size": 56, "dino_weights": "test"})
+        cache = PriorCache(
+            args.cache,
+            {
+                "dataset": "pascal",
+                "fold": 0,
+                "shot": 1,
+                "seed": 321,
+                "image_size": SIZE,
+                "support_annotation": "mask",
+                "coco_split": None,
+                "dino_variant": "vitb14",
+                "dino_input_size": 56,
+                "dino_weights": "test",
+            },
+        )
     loader = build_eval_loader(dataset, batch_size=args.batch_size, num_workers=0)
-    metrics = run_evaluation(model, loader, class_ids=novel_classes("pascal", 0), device="cpu",
-                             prior_cache=cache, progress=False)
+    metrics = run_evaluation(
+        model,
+        loader,
+        class_ids=novel_classes("pascal", 0),
+        device="cpu",
+        prior_cache=cache,
+        progress=False,
+    )
     record = {"metrics": metrics, "episodes": len(loader.sampler)}
     if dist.is_initialized():
         gathered: list = [None] * dist.get_world_size()

@@ -53,8 +53,15 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def dataset(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> torch.utils.data.Dataset:
     return build_dataset(
-        dataset="pascal", root=str(toy_root), fold=0, shot=1, mode="val", image_size=SIZE,
-        num_episodes=EPISODES, seed=321, cache_dir=str(tmp_path_factory.mktemp("lists")),
+        dataset="pascal",
+        root=str(toy_root),
+        fold=0,
+        shot=1,
+        mode="val",
+        image_size=SIZE,
+        num_episodes=EPISODES,
+        seed=321,
+        cache_dir=str(tmp_path_factory.mktemp("lists")),
     )
 
 
@@ -62,8 +69,12 @@ def dataset(toy_root: Path, tmp_path_factory: pytest.TempPathFactory) -> torch.u
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
     return build_model(
-        sam2_config=str(PARITY / "sam2_micro_v1.yaml"), sam2_checkpoint=str(PARITY / "micro_weights.pt"),
-        image_size=SIZE, dino_checkpoint=None, dino_input_size=56, dino_kwargs=TINY_DINO,
+        sam2_config=str(PARITY / "sam2_micro_v1.yaml"),
+        sam2_checkpoint=str(PARITY / "micro_weights.pt"),
+        image_size=SIZE,
+        dino_checkpoint=None,
+        dino_input_size=56,
+        dino_kwargs=TINY_DINO,
     )
 
 
@@ -75,13 +86,15 @@ def evaluate(model, dataset, batch_size: int = 1, **kwargs) -> dict:
 @pytest.mark.parametrize("num_episodes", [0, 1, 7, 10])
 def test_shards_partition_the_episodes(num_episodes: int) -> None:
     for world in (1, 2, 3, 4):
-        shards = [list(EpisodeShardSampler(num_episodes, rank=r, world_size=world)) for r in range(world)]
+        shards = [
+            list(EpisodeShardSampler(num_episodes, rank=r, world_size=world)) for r in range(world)
+        ]
         flat = sorted(i for shard in shards for i in shard)
         assert flat == list(range(num_episodes))
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
-        assert [len(EpisodeShardSampler(num_episodes, rank=r, world_size=world)) for r in range(world)] == list(
-            map(len, shards)
-        )
+        assert [
+            len(EpisodeShardSampler(num_episodes, rank=r, world_size=world)) for r in range(world)
+        ] == list(map(len, shards))
     with pytest.raises(ValueError):
         EpisodeShardSampler(5, rank=2, world_size=2)
 
@@ -119,9 +132,16 @@ def test_batch_size_does_not_change_the_metrics(model, dataset) -> None:
 def test_cached_priors_give_the_same_metrics(model, dataset, tmp_path, monkeypatch) -> None:
     uncached = evaluate(model, dataset, batch_size=4)
     settings = {
-        "dataset": "pascal", "fold": 0, "shot": 1, "seed": 321, "image_size": SIZE,
-        "support_annotation": "mask", "coco_split": None, "dino_variant": "vitb14",
-        "dino_input_size": 56, "dino_weights": "test",
+        "dataset": "pascal",
+        "fold": 0,
+        "shot": 1,
+        "seed": 321,
+        "image_size": SIZE,
+        "support_annotation": "mask",
+        "coco_split": None,
+        "dino_variant": "vitb14",
+        "dino_input_size": 56,
+        "dino_weights": "test",
     }
     cache = PriorCache(tmp_path, settings)
     filling = evaluate(model, dataset, batch_size=4, prior_cache=cache)
@@ -159,11 +179,15 @@ def test_prior_only_scores_the_thresholded_prior(model, dataset) -> None:
     baseline, expected = PriorOnly(model), SegmentationEvaluator(CLASSES)
     for batch in build_eval_loader(dataset, batch_size=4, num_workers=0):
         with torch.no_grad():
-            prior_fg, _ = model.prior(batch["query_img"], batch["support_imgs"], batch["support_masks"])
+            prior_fg, _ = model.prior(
+                batch["query_img"], batch["support_imgs"], batch["support_masks"]
+            )
             logits = baseline(batch)["logits"]
         for i, label in enumerate(batch["query_label"]):
             size = tuple(label.shape)
-            up = F.interpolate(prior_fg[i : i + 1], size=size, mode="bilinear", align_corners=True)[0, 0]
+            up = F.interpolate(prior_fg[i : i + 1], size=size, mode="bilinear", align_corners=True)[
+                0, 0
+            ]
             expected.update(up >= 0.5, label, int(batch["class_id"][i]))
             # Equal but where float rounding decides (|prior - 0.5| below 1e-6).
             differ = logits_to_prediction(logits[i], size) != (up >= 0.5)
@@ -184,6 +208,8 @@ def test_summary_over_seeds_is_mean_and_std() -> None:
     assert summary["miou"] == {"mean": 45.0, "std": 5.0}
     assert summary["fbiou"] == {"mean": 65.0, "std": 5.0}
     assert summary["class_iou"] == {1: {"mean": 40.0, "std": 10.0}, 2: {"mean": 50.0, "std": 0.0}}
-    assert math.isnan(summarize_seeds({3: {"miou": math.nan, "fbiou": 1.0, "class_iou": {}}})["miou"]["mean"])
+    assert math.isnan(
+        summarize_seeds({3: {"miou": math.nan, "fbiou": 1.0, "class_iou": {}}})["miou"]["mean"]
+    )
     with pytest.raises(ValueError):
         summarize_seeds({})

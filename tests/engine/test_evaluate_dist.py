@@ -20,10 +20,23 @@ WORKER = Path(__file__).with_name("evaluate_dist_worker.py")
 EPISODES = 9
 
 
-def run_worker(tmp_path: Path, root: Path, name: str, batch_size: int, nproc: int, cache: Path | None = None) -> list:
+def run_worker(
+    tmp_path: Path, root: Path, name: str, batch_size: int, nproc: int, cache: Path | None = None
+) -> list:
     out = tmp_path / f"{name}.json"
-    args = [str(WORKER), "--root", str(root), "--lists", str(tmp_path / "lists"), "--out", str(out),
-            "--episodes", str(EPISODES), "--batch-size", str(batch_size)]
+    args = [
+        str(WORKER),
+        "--root",
+        str(root),
+        "--lists",
+        str(tmp_path / "lists"),
+        "--out",
+        str(out),
+        "--episodes",
+        str(EPISODES),
+        "--batch-size",
+        str(batch_size),
+    ]
     if cache is not None:
         args += ["--cache", str(cache)]
     launcher = [sys.executable]

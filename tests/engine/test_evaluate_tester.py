@@ -44,16 +44,30 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def overrides(toy_root: Path, exp_dir: Path, *extra: str) -> list[str]:
-    return ["debug=cpu", f"dataset.root={toy_root}", f"dataset.cache_dir={exp_dir / 'lists'}",
-            f"exp_dir={exp_dir}", "episodes=6", "seeds=[321,123]", "trainer.progress=false",
-            "trainer.num_threads=1", *extra]
+    return [
+        "debug=cpu",
+        f"dataset.root={toy_root}",
+        f"dataset.cache_dir={exp_dir / 'lists'}",
+        f"exp_dir={exp_dir}",
+        "episodes=6",
+        "seeds=[321,123]",
+        "trainer.progress=false",
+        "trainer.num_threads=1",
+        *extra,
+    ]
 
 
 def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = overrides(toy_root, tmp_path, "checkpoint_format=none", "vis=2")
-    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "test.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "toy" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
     results = json.loads((run_dir / "results.json").read_text())
@@ -73,7 +87,9 @@ def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_pat
 
 
 def test_cached_and_prior_only_runs(toy_root: Path, tmp_path: Path) -> None:
-    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none", "prior_cache=true"))
+    cfg = compose_config(
+        "test", overrides(toy_root, tmp_path, "checkpoint_format=none", "prior_cache=true")
+    )
     validate_test_config(cfg)
     torch.manual_seed(0)
     model = build_test_model(cfg)
@@ -90,10 +106,14 @@ def test_cached_and_prior_only_runs(toy_root: Path, tmp_path: Path) -> None:
 
 def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(1)
-    trained = build_test_model(compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none")))
+    trained = build_test_model(
+        compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none"))
+    )
     state = {k: v + 0.5 for k, v in trained.trainable_state_dict().items()}
     torch.save({"model": state, "epoch": 1}, tmp_path / "best.pt")
-    cfg = compose_config("test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'best.pt'}"))
+    cfg = compose_config(
+        "test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'best.pt'}")
+    )
     loaded = build_test_model(cfg)
     for key, value in loaded.trainable_state_dict().items():
         assert torch.equal(value, state[key]), key
@@ -103,11 +123,22 @@ def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
     dropped = sorted(state)[0]
     torch.save({"model": {k: v for k, v in state.items() if k != dropped}}, tmp_path / "bad.pt")
     with pytest.raises(KeyError, match=dropped.replace(".", r"\.")):
-        build_test_model(compose_config("test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'bad.pt'}")))
+        build_test_model(
+            compose_config(
+                "test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'bad.pt'}")
+            )
+        )
     release = {f"module.sam2.{k}": v + 1.0 for k, v in trained.sam2.state_dict().items()}
     torch.save({"state_dict": release}, tmp_path / "release.pth")
-    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=release",
-                                           f"checkpoint={tmp_path / 'release.pth'}"))
+    cfg = compose_config(
+        "test",
+        overrides(
+            toy_root,
+            tmp_path,
+            "checkpoint_format=release",
+            f"checkpoint={tmp_path / 'release.pth'}",
+        ),
+    )
     released = build_test_model(cfg)
     for key, value in released.sam2.state_dict().items():
         assert torch.equal(value, release[f"module.sam2.{key}"]), key
@@ -126,7 +157,9 @@ def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
         ("shot=0", "shot=0"),
     ],
 )
-def test_bad_settings_are_named(toy_root: Path, tmp_path: Path, override: str, message: str) -> None:
+def test_bad_settings_are_named(
+    toy_root: Path, tmp_path: Path, override: str, message: str
+) -> None:
     cfg = compose_config("test", overrides(toy_root, tmp_path, override))
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         validate_test_config(cfg)
@@ -147,4 +180,6 @@ def test_experiment_recipes_compose(dataset: str) -> None:
     validate_test_config(cfg)
     with pytest.raises(ConfigError, match="experiment"):
         other = "coco" if dataset == "pascal" else "pascal"
-        validate_test_config(compose_config("test", [f"dataset={other}", f"experiment={dataset}_fssam"]))
+        validate_test_config(
+            compose_config("test", [f"dataset={other}", f"experiment={dataset}_fssam"])
+        )
