@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # sam2 builds from source; its optional CUDA extension is not needed.
 export SAM2_BUILD_CUDA := 0
 
-.PHONY: install test demo clean-demo
+.PHONY: install test demo
 
 install: $(STAMP)
 

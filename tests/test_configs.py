@@ -10,6 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from fssam.models.sam2_adapter import resolve_config
 from fssam.utils.config import (ConfigError, config_changes, dataset_kwargs, model_kwargs, per_process_batch,
                                 validate_config, validate_trainer)
 
@@ -75,8 +76,8 @@ def test_every_group_option_composes(group, option):
 def test_micro_and_debug_presets():
     cfg = checked("debug=cpu")
     assert (cfg.dataset.name, cfg.sam2.name, cfg.model.dino_checkpoint) == ("toy", "micro", None)
-    assert Path(cfg.sam2.config).is_relative_to("configs") and cfg.trainer.max_iterations == 4
-    assert (CONFIGS.parent / cfg.sam2.config).is_file()
+    assert cfg.sam2.config == "sam2_micro.yaml" and cfg.trainer.max_iterations == 4
+    assert resolve_config(cfg.sam2.config).is_file()
 
 
 @pytest.mark.parametrize("override, message", [

@@ -38,18 +38,21 @@ VIDEO_PREDICTOR_OVERRIDES = {
 
 
 def resolve_config(config: str) -> Path:
-    """Path of a yaml file, or of a config shipped with sam2 (``sam2_hiera_s.yaml``)."""
+    """Path of a yaml file, of a config shipped with sam2 (``sam2_hiera_s.yaml``) or of one
+    shipped with fssam (``sam2_micro.yaml``, a tiny model for CPU tests and the demo)."""
     path = Path(config)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return path
-    package_dir = Path(sam2.__file__).parent
-    for candidate in (package_dir / config, package_dir / "configs" / "sam2" / path.name):
+    sam2_dir = Path(sam2.__file__).parent
+    own_dir = Path(__file__).parent / "sam2_configs"
+    for candidate in (sam2_dir / config, sam2_dir / "configs" / "sam2" / path.name,
+                      own_dir / path.name):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"SAM 2 config {config!r} not found: give a yaml file path or one of the sam2 "
+        f"SAM 2 config {config!r} not found: give a yaml file path, one of the sam2 "
         f"package's v1 configs (sam2_hiera_t.yaml, sam2_hiera_s.yaml, sam2_hiera_b+.yaml, "
-        f"sam2_hiera_l.yaml)")
+        f"sam2_hiera_l.yaml) or sam2_micro.yaml")
 
 
 def build_sam2(config: str, checkpoint: str | None = None, *,

@@ -45,6 +45,12 @@ def test_package_config_by_name_random_init_warns(name, caplog):
     assert "random weights" in caplog.text
 
 
+def test_shipped_micro_config_found_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    model = sam.build_sam2("sam2_micro.yaml", None, image_size=64)
+    assert model.image_size == 64 and model.hidden_dim == 32 and model.mem_dim == 16
+
+
 def test_missing_config_and_checkpoint_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="sam2_hiera_xl.yaml"):
         sam.build_sam2("sam2_hiera_xl.yaml", None)
