@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
-from fssam.engine.prior_cache import PriorCache, weights_fingerprint
+from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
 from fssam.models import FSSAM
@@ -55,16 +55,11 @@ def val_prior_cache(cfg: DictConfig, model: FSSAM, device: torch.device) -> Prio
     """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
     if cfg.trainer.val_prior_cache is None or model.prior is None:
         return None
-    data = cfg.dataset
     amp = AMP_DTYPES[cfg.trainer.amp] if device.type == "cuda" else None
-    return PriorCache(cfg.trainer.val_prior_cache, {
-        "dataset": f"{data.name}:{Path(data.root).resolve()}", "fold": int(cfg.split),
-        "shot": int(cfg.shot), "seed": int(cfg.trainer.val_seed),
-        "image_size": int(cfg.sam2.image_size), "support_annotation": data.support_annotation,
-        "coco_split": data.coco_split if data.protocol == "coco" else None,
-        "dino_variant": cfg.model.dino_variant, "dino_input_size": int(cfg.model.dino_input_size),
-        "dino_weights": weights_fingerprint(model.prior.dino),
-        "amp": "none" if amp is None else str(amp).removeprefix("torch.")})
+    settings = cache_settings(cfg, seed=cfg.trainer.val_seed,
+                              dino_weights=weights_fingerprint(model.prior.dino),
+                              amp_dtype=amp)
+    return PriorCache(cfg.trainer.val_prior_cache, settings)
 
 
 def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:

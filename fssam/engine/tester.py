@@ -28,7 +28,7 @@ from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
-from fssam.engine.prior_cache import PriorCache, weights_fingerprint
+from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
 from fssam.models import FSSAM, load_release_checkpoint
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
@@ -101,23 +101,9 @@ def _prior_cache(
 ) -> PriorCache | None:
     if dino_weights is None:
         return None
-    data = cfg.dataset
-    return PriorCache(
-        cfg.prior_cache_dir,
-        {
-            "dataset": f"{data.name}:{Path(data.root).resolve()}",
-            "fold": int(cfg.split),
-            "shot": int(cfg.shot),
-            "seed": int(seed),
-            "image_size": int(cfg.sam2.image_size),
-            "support_annotation": data.support_annotation,
-            "coco_split": data.coco_split if data.protocol == "coco" else None,
-            "dino_variant": cfg.model.dino_variant,
-            "dino_input_size": int(cfg.model.dino_input_size),
-            "dino_weights": dino_weights,
-            "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
-        },
-    )
+    settings = cache_settings(cfg, seed=seed, dino_weights=dino_weights,
+                              amp_dtype=amp_dtype)
+    return PriorCache(cfg.prior_cache_dir, settings)
 
 
 def _amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:

@@ -36,10 +36,10 @@ def build_model(*, sam2_config: str, sam2_checkpoint: str | None, image_size: in
 
     A checkpoint of None gives random weights (with a warning).
     """
-    sam2 = build_sam2(sam2_config, sam2_checkpoint, image_size=image_size)
+    sam2_model = build_sam2(sam2_config, sam2_checkpoint, image_size=image_size)
     prior = PseudoPromptGenerator(variant=dino_variant, checkpoint=dino_checkpoint,
                                   input_size=dino_input_size, model_kwargs=dino_kwargs)
-    return FSSAM(sam2=sam2, prior_generator=prior, num_refine=num_refine,
+    return FSSAM(sam2=sam2_model, prior_generator=prior, num_refine=num_refine,
                  refine_version=refine_version, legacy_kshot=legacy_kshot)
 
 
