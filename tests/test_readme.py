@@ -1,12 +1,10 @@
-"""README.md: every shell command it shows runs against this code, or names things that exist.
+"""README.md: every command of its ``bash`` blocks is checked against the code.
 
-Each command line of the README's ``bash`` blocks is checked by its program: ``make``
-targets exist; ``python train.py``/``test.py`` (also via ``torchrun``) overrides compose
-and pass the configs' checks; ``sh train.sh``/``test.sh`` exit 0 with a fake ``torchrun``
-and the overrides they pass compose; other scripts exist and parse their arguments;
-``pip``/``conda``/``tensorboard``/``sha256sum`` lines match pyproject.toml, env.yaml and
-the weights table. A program the checker does not know fails the test. ``<placeholder>``
-stands for a user's value and is replaced by a word.
+``make`` targets exist; ``train.py``/``test.py`` overrides (direct, via ``torchrun``, or as
+passed on by ``sh train.sh``/``test.sh`` run with a fake ``torchrun``) compose and pass the
+configs' checks; other scripts parse their arguments; ``pip``/``conda``/``tensorboard``/
+``sha256sum`` lines match pyproject.toml, env.yaml and the weights table. An unknown program
+fails. ``<placeholder>`` (a user's value) is replaced by a word.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from omegaconf import OmegaConf
 
 from fssam.engine.tester import compose_config, validate_test_config
@@ -35,6 +32,7 @@ PYTHONS = ("python", "python3", ".venv/bin/python")
 SEPARATORS = ("&&", "||", ";", "|")
 LANGUAGES = ("bash", "text")
 GENERIC = {"key=value", "--key"}  # prose about the override syntax itself
+GROUPS = ("dataset", "sam2", "model", "trainer")
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
@@ -89,15 +87,6 @@ def hydra_check(script: str, args: list[str], world_size: int = 1) -> None:
     assert str(cfg.run_dir)
 
 
-def fake_torchrun(tmp: Path) -> str:
-    """PATH whose ``torchrun`` prints its arguments, one per line."""
-    fake = tmp / "bin" / "torchrun"
-    fake.parent.mkdir(exist_ok=True)
-    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
-    fake.chmod(0o755)
-    return f"{fake.parent}{os.pathsep}{os.environ['PATH']}"
-
-
 def torchrun_check(args: list[str]) -> None:
     """``torchrun [--x=y ...] train.py|test.py overrides``."""
     script = next(i for i, a in enumerate(args) if a.endswith(".py"))
@@ -109,8 +98,12 @@ def torchrun_check(args: list[str]) -> None:
 def shell_script_check(args: list[str], env: dict[str, str], tmp: Path) -> None:
     """``sh train.sh|test.sh ...`` exits 0 with a fake torchrun; its command is checked."""
     assert args[0] in ("train.sh", "test.sh"), f"unknown shell script {args[0]}"
+    fake = tmp / "bin" / "torchrun"  # prints its arguments, one per line
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text('#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n')
+    fake.chmod(0o755)
     run_env = {k: v for k, v in os.environ.items() if k not in ("NNODES", "NODE_RANK", "NGPUS")}
-    run_env.update(env, PATH=fake_torchrun(tmp))
+    run_env.update(env, PATH=f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(["sh", str(REPO / args[0]), *args[1:]], env=run_env,
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
@@ -119,13 +112,6 @@ def shell_script_check(args: list[str], env: dict[str, str], tmp: Path) -> None:
 
 class _Parsed(Exception):
     """Raised right after a script's argparse accepted the arguments."""
-
-
-def load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,18 +126,17 @@ def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatc
     errors = io.StringIO()
     with monkeypatch.context() as patch, contextlib.redirect_stderr(errors):
         patch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
+        spec = importlib.util.spec_from_file_location(f"readme_{script.stem}", script)
+        module = importlib.util.module_from_spec(spec)
         try:
-            load_script(script).main(args)
+            spec.loader.exec_module(module)
+            module.main(args)
         except _Parsed:
             return
         except SystemExit as exit_:
             assert exit_.code == 0 and "--help" in args, f"{script.name}: {errors.getvalue()}"
             return
     raise AssertionError(f"{script.name} did not parse its arguments")
-
-
-def makefile_targets() -> set[str]:
-    return set(re.findall(r"^([\w.-]+):", (REPO / "Makefile").read_text(), flags=re.M))
 
 
 def external_check(program: str, args: list[str]) -> None:
@@ -182,23 +167,21 @@ def check_command(words: list[str], tmp: Path, monkeypatch: pytest.MonkeyPatch) 
     """Dispatch one simple command (leading ``NAME=value`` words are its environment)."""
     env = {}
     while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
-        key, value = words.pop(0).split("=", 1)
-        env[key] = value
+        env.update([words.pop(0).split("=", 1)])
     program, args = words[0], words[1:]
     if program == "make":
-        assert set(args) <= makefile_targets(), f"make {args}: no such target"
+        targets = re.findall(r"^([\w.-]+):", (REPO / "Makefile").read_text(), flags=re.M)
+        assert set(args) <= set(targets), f"make {args}: no such target"
     elif program == "sh":
         shell_script_check(args, env, tmp)
     elif program == "torchrun":
         torchrun_check(args)
+    elif program in PYTHONS and args[:2] == ["-m", "fssam.predict"]:
+        argparse_check(REPO / "predict.py", args[2:], monkeypatch)
+    elif program in PYTHONS and args[:2] == ["-m", "pytest"]:
+        assert all((REPO / a).exists() for a in args[2:] if not a.startswith("-")), args
     elif program in PYTHONS and args[:1] == ["-m"]:
-        module = args[1]
-        if module == "fssam.predict":
-            argparse_check(REPO / "predict.py", args[2:], monkeypatch)
-        elif module == "pytest":
-            assert all((REPO / a).exists() for a in args[2:] if not a.startswith("-")), args
-        else:
-            assert module == "venv", f"README command not covered: python -m {module}"
+        assert args[1] == "venv", f"README command not covered: python -m {args[1]}"
     elif program in PYTHONS and args[0] in ("train.py", "test.py"):
         hydra_check(args[0], args[1:])
     elif program in PYTHONS:
@@ -208,9 +191,8 @@ def check_command(words: list[str], tmp: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_code_blocks_are_labelled():
-    blocks = fenced_blocks(README.read_text())
-    assert blocks and all(language in LANGUAGES for language, _ in blocks), \
-        [language for language, _ in blocks if language not in LANGUAGES]
+    languages = [language for language, _ in fenced_blocks(README.read_text())]
+    assert languages and set(languages) <= set(LANGUAGES), languages
 
 
 def test_every_readme_command_is_covered(tmp_path, monkeypatch):
@@ -243,7 +225,6 @@ def test_entry_points_run_help_and_cfg_job():
     the prose); ``--cfg job`` (compose, print, no work) runs for train.py and test.py."""
     scripts = readme_scripts()
     runs = {name: [name, "--help"] for name in scripts if name not in ("train.py", "test.py")}
-    runs["-m fssam.predict"] = ["-m", "fssam.predict", "--help"]
     cfg_runs = [[name, *args] for name in ("train.py", "test.py") for args in scripts[name]
                 if "--cfg" in args] + [["test.py", *scripts["test.py"][0], "--cfg", "job"]]
     runs.update({f"cfg{i}": argv for i, argv in enumerate(cfg_runs)})
@@ -252,15 +233,12 @@ def test_entry_points_run_help_and_cfg_job():
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
              for key, argv in runs.items()}
     outputs = {key: proc.communicate(timeout=120)[0] for key, proc in procs.items()}
-    for key, proc in procs.items():
-        assert proc.returncode == 0, f"{runs[key]}:\n{outputs[key]}"
+    assert not [(runs[k], outputs[k]) for k, proc in procs.items() if proc.returncode]
     assert all("\nrun_dir: " in outputs[k] for k in outputs if k.startswith("cfg"))
-    for name, argvs in scripts.items():
-        if name in ("train.py", "test.py"):
-            continue
-        used = {a for argv in argvs for a in argv if a.startswith("--")}
-        missing = [flag for flag in used if not re.search(rf"{flag}\b", outputs[name])]
-        assert not missing, f"{name} --help does not list {missing}"
+    missing = [(name, a) for name, argvs in scripts.items() if name in runs
+               for argv in argvs for a in argv
+               if a.startswith("--") and not re.search(rf"{a}\b", outputs[name])]
+    assert not missing, f"--help does not list {missing}"
     all_help = "\n".join(outputs.values()) + " --cfg --resolve --nproc_per_node"
     prose_flags = set(re.findall(r"`(--[\w-]+)", README.read_text())) - GENERIC
     assert not [f for f in prose_flags if not re.search(rf"{f}\b", all_help)]
@@ -285,21 +263,15 @@ def test_config_values_named_in_the_readme_compose():
     cfg = compose_config("test")
     spans = [s.strip("'") for s in inline_spans(README.read_text())]
     word = r"[a-z_][\w.]*(=[\w./\[\],-]*|=\.\.\.)?"
-    checked = 0
-    for span in spans:
-        if span in GENERIC:
-            continue
-        words = span.split()
-        if not all(re.fullmatch(word, w) for w in words) or not any(
-                "=" in w or w.split(".")[0] in ("dataset", "sam2", "model", "trainer")
-                for w in words):
-            continue
-        overrides = [w.replace("=...", "=x") for w in words if "=" in w]
-        keys = [w for w in words if "=" not in w]
-        composed = compose_config("test", overrides)  # raises on an unknown group/key/option
-        assert all(OmegaConf.select(cfg, k, default="?missing") != "?missing" for k in keys), span
-        checked += bool(composed) * len(words)
-    assert checked > 20
+    checked = [span for span in spans if span not in GENERIC
+               and all(re.fullmatch(word, w) for w in span.split())
+               and any("=" in w or w.split(".")[0] in GROUPS for w in span.split())]
+    for span in checked:
+        # compose raises on an unknown group, option or key
+        compose_config("test", [w.replace("=...", "=x") for w in span.split() if "=" in w])
+        keys = [w for w in span.split() if "=" not in w]
+        assert all(OmegaConf.select(cfg, k, default="?") != "?" for k in keys), span
+    assert len(checked) > 20
 
 
 def test_model_map_names_exist():
