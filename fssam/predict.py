@@ -184,11 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--support-images", nargs="+", required=True, type=Path, metavar="IMAGE")
     which = io.add_mutually_exclusive_group(required=True)
     which.add_argument("--support-masks", nargs="+", type=Path, metavar="PNG",
-                       help="one per support: 0 background, 255 ignore, other values object")
+                       help="one per support: 0 background, 255 ignore, other values object; "
+                            "a black-and-white (0/255) mask has 255 as the object")
     which.add_argument("--support-boxes", nargs="+", metavar="X1,Y1,X2,Y2",
                        help="one per support, pixel edges (0,0,W,H = whole image)")
     io.add_argument("--mask-white-foreground", action="store_true",
-                    help="masks are black/white (0/255): 255 is the object, nothing is ignored")
+                    help="every non-zero mask value is the object (nothing is ignored)")
     io.add_argument("--query", required=True, type=Path, help="an image or a folder of images")
     io.add_argument("--output", type=Path, default=Path("outputs/predict"))
     io.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda:0, ...")

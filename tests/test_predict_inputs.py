@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fssam.data.user_images import read_mask
 from fssam.predict import build_parser, main, resolve_settings
 
 
@@ -92,9 +93,20 @@ def test_empty_masks(files, caplog, tmp_path):
     empty = _write_mask(tmp_path / "empty.png", 40, 60, value=0)
     text = _bad(files, caplog, "--support-images", str(files["s1"]), "--support-masks", str(empty))
     assert f"mask {empty} has no foreground pixel" in text
+
+
+def test_black_and_white_mask_has_white_object_and_ignore_elsewhere(tmp_path):
+    image = tmp_path / "s.jpg"
     white = _write_mask(tmp_path / "white.png", 40, 60, value=255)
-    text = _bad(files, caplog, "--support-images", str(files["s1"]), "--support-masks", str(white))
-    assert f"mask {white} has no foreground pixel" in text and "--mask-white-foreground" in text
+    mask = read_mask(white, image, (40, 60))
+    assert mask[10, 10] == 1 and mask[0, 0] == 0 and set(np.unique(mask)) == {0, 1}
+    voc_style = np.full((40, 60), 255, np.uint8)  # 0/1 content inside a 255 (ignore) border
+    voc_style[1:-1, 1:-1] = 0
+    voc_style[5:20, 5:20] = 1
+    labelled = tmp_path / "labelled.png"
+    cv2.imwrite(str(labelled), voc_style)
+    voc = read_mask(labelled, image, (40, 60))
+    assert voc[10, 10] == 1 and voc[2, 2] == 0 and voc[0, 0] == 255
 
 
 @pytest.mark.parametrize("box, message", [

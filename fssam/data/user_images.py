@@ -1,7 +1,7 @@
 """Reading a user's own images, support masks and boxes for prediction.
 
 Masks: 0 background, 255 ignore, any other value foreground (palette PNGs are read as
-indices, colour PNGs as grey). Boxes: ``x1,y1,x2,y2`` in pixel-edge coordinates,
+indices, colour PNGs as grey); a black-and-white mask (only 0 and 255) has 255 as the object. Boxes: ``x1,y1,x2,y2`` in pixel-edge coordinates,
 ``0 <= x1 < x2 <= width`` and ``0 <= y1 < y2 <= height`` (``0,0,W,H`` is the whole image).
 Every error names the file it is about.
 """
@@ -63,15 +63,15 @@ def read_mask(path: Path, image_path: Path, image_hw: tuple[int, int], *,
         raise InputError(f"mask {path} is {raw.shape[1]}x{raw.shape[0]} (WxH) but its image "
                          f"{image_path} is {image_hw[1]}x{image_hw[0]}")
     raw = raw.astype(np.int64)  # a 1-bit PNG gives booleans: True becomes 1 (foreground)
-    if white_is_foreground:
+    black_and_white = bool(np.isin(raw, (0, 255)).all())
+    if white_is_foreground or black_and_white:
+        if black_and_white and not white_is_foreground:
+            log.info("mask %s holds only 0 and 255: 255 is taken as the object", path)
         mask = (raw != 0).astype(np.uint8)
     else:
         mask = np.where(raw == 0, 0, np.where(raw == 255, 255, 1)).astype(np.uint8)
     if not (mask == 1).any():
-        hint = "" if white_is_foreground or not (mask == 255).any() else (
-            "; 255 means 'ignore': for a black-and-white (0/255) mask pass "
-            "--mask-white-foreground, or mark the object with any value 1..254")
-        raise InputError(f"mask {path} has no foreground pixel{hint}")
+        raise InputError(f"mask {path} has no foreground pixel")
     return mask
 
 
