@@ -190,9 +190,15 @@ def check_command(words: list[str], tmp: Path, monkeypatch: pytest.MonkeyPatch) 
         external_check(program, args)
 
 
-def test_code_blocks_are_labelled():
-    languages = [language for language, _ in fenced_blocks(README.read_text())]
+def test_code_blocks_are_labelled_and_links_resolve():
+    text = README.read_text()
+    languages = [language for language, _ in fenced_blocks(text)]
     assert languages and set(languages) <= set(LANGUAGES), languages
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    slugs = {re.sub(r"[^\w -]", "", h.lower()).replace(" ", "-")
+             for h in re.findall(r"^#+ (.+)$", prose, flags=re.M)}
+    links = re.findall(r"\]\(#([\w-]+)\)", text)
+    assert len(links) > 10 and set(links) <= slugs, set(links) - slugs
 
 
 def test_every_readme_command_is_covered(tmp_path, monkeypatch):
