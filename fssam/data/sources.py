@@ -30,6 +30,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.data.folds import base_classes, novel_classes, num_classes
+from fssam.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +244,7 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
         raise ValueError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_split={coco_split}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes)] for r in records]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload))
     log.info("built %d %s images for %s fold %d, cached in %s", len(records), mode, dataset,
              fold, path)
     return records

@@ -15,23 +15,13 @@ from typing import Any
 
 import torch
 
+from fssam.utils.io import atomic_write
+
 log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
 REQUIRED_KEYS = ("model", "optimizer", "epoch", "iteration", "best_miou", "config", "rng")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename (no-op where directories cannot be opened, e.g. Windows)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -40,19 +30,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     The bytes go to a temporary file in the same folder, are flushed and fsynced, then
     renamed over ``path``: a crash at any point leaves the previous file intact.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(dict(state), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    path = atomic_write(path, lambda handle: torch.save(dict(state), handle))
     log.info("saved %s", path)
     return path
 

@@ -19,13 +19,14 @@ import json
 import logging
 import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from fssam.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +97,6 @@ def cache_settings(cfg: Any, *, seed: int, dino_weights: str,
     }
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write ``path`` through ``write(file_object)`` via a synced temporary file and rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 class PriorCache:
     """Priors of evaluation episodes stored under ``root/<prior_cache_key(settings)>/``."""
 
@@ -122,7 +108,7 @@ class PriorCache:
         info = self.dir / "settings.json"
         if not info.exists():
             text = json.dumps(self.settings, sort_keys=True, indent=1).encode()
-            _atomic_write(info, lambda handle: handle.write(text))
+            atomic_write(info, lambda handle: handle.write(text))
         log.info("prior cache %s", self.dir)
 
     def path(self, index: int) -> Path:
@@ -151,4 +137,4 @@ class PriorCache:
         if tuple(priors.shape) != (2, size, size):
             raise ValueError(f"priors must be [2, {size}, {size}], got {tuple(priors.shape)}")
         data = priors.detach().to("cpu", torch.float32).contiguous().clone()
-        _atomic_write(self.path(index), lambda handle: torch.save(data, handle))
+        atomic_write(self.path(index), lambda handle: torch.save(data, handle))

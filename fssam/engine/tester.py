@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerp
 from fssam.models import FSSAM, load_release_checkpoint
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
+from fssam.utils.io import atomic_write_text
 from fssam.utils.logging import setup_logging, teardown_logging
 from fssam.utils.seed import seed_everything
 
@@ -174,20 +174,7 @@ def _json_safe(value: Any) -> Any:
 
 def write_results(results: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``results`` as JSON atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(_json_safe(results), handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(_json_safe(results), indent=1))
 
 
 def format_results(results: dict[str, Any]) -> str:

@@ -17,7 +17,6 @@ import http.client
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit
 from urllib.request import Request, urlopen
 
 from tqdm import tqdm
+
+from fssam.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +97,7 @@ def write_sums(path: Path, records: dict[str, Record]) -> None:
         if record.size is not None:
             lines.append(f"# size {record.size} {name}\n")
         lines.append(f"{record.sha256}  {name}\n")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write("".join(lines))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(lines))
 
 
 def mirror_url(url: str, mirror: str | None) -> str:
