@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
 
 from fssam.engine.tester import compose_config, validate_test_config
 from fssam.utils.config import per_process_batch, validate_config, validate_trainer
@@ -112,8 +113,16 @@ class _Parsed(Exception):
     """Raised right after a script's argparse accepted the arguments."""
 
 
-def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The script's own parser accepts ``args`` (``main`` is stopped right after parsing)."""
+def load_script(script: Path, name: str | None = None):
+    spec = importlib.util.spec_from_file_location(name or f"readme_{script.stem}", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The script's own parser accepts ``args`` (``main`` is stopped right after parsing);
+    returns what it printed (the help text for ``--help``)."""
     assert script.is_file(), f"{script} does not exist"
     original = argparse.ArgumentParser.parse_args
 
@@ -121,20 +130,31 @@ def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatc
         original(self, *a, **k)
         raise _Parsed
 
-    errors = io.StringIO()
-    with monkeypatch.context() as patch, contextlib.redirect_stderr(errors):
+    out, errors = io.StringIO(), io.StringIO()
+    with monkeypatch.context() as patch, contextlib.redirect_stderr(errors), \
+            contextlib.redirect_stdout(out):
         patch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
-        spec = importlib.util.spec_from_file_location(f"readme_{script.stem}", script)
-        module = importlib.util.module_from_spec(spec)
         try:
-            spec.loader.exec_module(module)
-            module.main(args)
+            load_script(script).main(args)
         except _Parsed:
-            return
+            return out.getvalue()
         except SystemExit as exit_:
             assert exit_.code == 0 and "--help" in args, f"{script.name}: {errors.getvalue()}"
-            return
+            return out.getvalue()
     raise AssertionError(f"{script.name} did not parse its arguments")
+
+
+def cfg_job(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """``python train.py|test.py ... --cfg job`` through the script's own ``@hydra.main``,
+    in this process (it composes and prints, runs nothing); returns the printed config."""
+    out = io.StringIO()
+    with monkeypatch.context() as patch, contextlib.redirect_stdout(out):
+        patch.setattr(sys, "argv", [str(REPO / script), *args])
+        try:  # run as __main__, so Hydra finds configs/ beside the script
+            load_script(REPO / script, name="__main__")
+        finally:
+            GlobalHydra.instance().clear()
+    return out.getvalue()
 
 
 def external_check(program: str, args: list[str]) -> None:
@@ -211,26 +231,21 @@ def readme_scripts() -> dict[str, list[list[str]]]:
     return scripts
 
 
-def test_entry_points_run_help_and_cfg_job():
+def test_entry_points_run_help_and_cfg_job(monkeypatch):
     """``--help`` of every script lists the flags the README gives it (and any ``--flag`` of
     the prose); ``--cfg job`` (compose, print, no work) runs for train.py and test.py."""
     scripts = readme_scripts()
-    runs = {name: [name, "--help"] for name in scripts if name not in ("train.py", "test.py")}
+    helps = {name: argparse_check(REPO / name, ["--help"], monkeypatch)
+             for name in scripts if name not in ("train.py", "test.py")}
     cfg_runs = [[name, *args] for name in ("train.py", "test.py") for args in scripts[name]
                 if "--cfg" in args] + [["test.py", *scripts["test.py"][0], "--cfg", "job"]]
-    runs.update({f"cfg{i}": argv for i, argv in enumerate(cfg_runs)})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = {key: subprocess.Popen([sys.executable, *argv], cwd=REPO, env=env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for key, argv in runs.items()}
-    outputs = {key: proc.communicate(timeout=120)[0] for key, proc in procs.items()}
-    assert not [(runs[k], outputs[k]) for k, proc in procs.items() if proc.returncode]
-    assert all("\nrun_dir: " in outputs[k] for k in outputs if k.startswith("cfg"))
-    missing = [(name, a) for name, argvs in scripts.items() if name in runs
+    printed = [cfg_job(argv[0], argv[1:], monkeypatch) for argv in cfg_runs]
+    assert len(printed) >= 2 and all("\nrun_dir: " in text for text in printed), printed
+    missing = [(name, a) for name, argvs in scripts.items() if name in helps
                for argv in argvs for a in argv
-               if a.startswith("--") and not re.search(rf"{a}\b", outputs[name])]
+               if a.startswith("--") and not re.search(rf"{a}\b", helps[name])]
     assert not missing, f"--help does not list {missing}"
-    all_help = "\n".join(outputs.values()) + " --cfg --resolve --nproc_per_node"
+    all_help = "\n".join(helps.values()) + " --cfg --resolve --nproc_per_node"
     prose_flags = set(re.findall(r"`(--[\w-]+)", README.read_text())) - GENERIC
     assert not [f for f in prose_flags if not re.search(rf"{f}\b", all_help)]
 
