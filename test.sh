@@ -1,7 +1,7 @@
 #!/bin/sh
 # Test a trained FSSAM on 1000 episodes per seed (configs/test.yaml) with torchrun.
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
-# GPUs: NGPUS (default 1). Example: NGPUS=4 sh test.sh coco 2 5 FSSAM large seeds=[321]
+# GPUs: NGPUS (default 1). Example: NGPUS=4 sh test.sh coco 2 5 FSSAM large 'seeds=[321]'
 set -eu
 
 usage() {
