@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
-from fssam.data.toy import make_toy_pascal
 from fssam.engine.evaluate import (
     EpisodeShardSampler,
     PriorOnly,
@@ -34,20 +33,7 @@ CLASSES = novel_classes("pascal", 0)
 TINY_DINO = {"embed_dim": 32, "depth": 2, "num_heads": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors, and no oversubscription under pytest -n 2."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy")
-    make_toy_pascal(root, num_images=60, seed=0, workers=1)
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

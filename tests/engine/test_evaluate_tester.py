@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from fssam.data.toy import make_toy_pascal
 from fssam.engine.tester import (
     build_test_model,
     compose_config,
@@ -27,20 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SINGLE = DistInfo(0, 1, 0, torch.device("cpu"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny tensors, and no oversubscription under pytest -n 2."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("toy")
-    make_toy_pascal(root, num_images=60, seed=0, workers=1)
-    return root
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def overrides(toy_root: Path, exp_dir: Path, *extra: str) -> list[str]:
