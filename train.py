@@ -28,7 +28,7 @@ from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
-from fssam.models import FSSAM
+from fssam.models.fssam import FSSAM
 from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
                                 validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed

@@ -28,7 +28,7 @@ from fssam.data.user_images import (InputError, Support, list_queries, load_supp
                                     read_image, to_model_input)
 from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.evaluator import logits_to_prediction
-from fssam.models import build_model, load_release_checkpoint
+from fssam.models.fssam import build_model, load_release_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ NO_FILE = "none"  # as a weight file: random initialisation (tests and demos onl
 
 @dataclass
 class ModelSettings:
-    """Keyword arguments of ``fssam.models.build_model``."""
+    """Keyword arguments of ``fssam.models.fssam.build_model``."""
 
     sam2_config: str = "sam2_hiera_s.yaml"
     sam2_checkpoint: str | None = "pretrained/sam2_hiera_small.pt"

@@ -23,8 +23,8 @@ from contextlib import nullcontext
 
 import torch
 
-from fssam.models import build_model
-from fssam.models.prior import PseudoPromptGenerator
+from fssam.models.fssam import build_model
+from fssam.models.fssam.prior import PseudoPromptGenerator
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from fssam.models.sam2_adapter import resolve_config
+from fssam.models.fssam.sam2_adapter import resolve_config
 from fssam.utils.config import (ConfigError, config_changes, dataset_kwargs, model_kwargs, per_process_batch,
                                 validate_config, validate_trainer)
 

@@ -152,7 +152,7 @@ def test_settings_precedence_flags_over_config_over_defaults():
     args = build_parser().parse_args(["--checkpoint", "c.pt", "--support-images", "s.jpg",
                                       "--support-boxes", "0,0,1,1", "--query", "q.jpg",
                                       "--num-refine", "5", "--dino-checkpoint", "none"])
-    config = {"model": {"_target_": "fssam.models.build_model", "name": "FSSAM",
+    config = {"model": {"_target_": "fssam.models.fssam.build_model", "name": "FSSAM",
                         "num_refine": 2, "dino_variant": "vitl14", "image_size": 256},
               "dataset": {"root": "data/pascal"}}
     settings = resolve_settings(args, config)

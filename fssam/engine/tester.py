@@ -28,7 +28,7 @@ from fssam.data.folds import novel_classes
 from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
-from fssam.models import FSSAM, load_release_checkpoint
+from fssam.models.fssam import FSSAM, load_release_checkpoint
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
 from fssam.utils.io import atomic_write_text

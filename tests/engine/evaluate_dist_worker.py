@@ -18,7 +18,7 @@ from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader, run_evaluation
 from fssam.engine.prior_cache import PriorCache
-from fssam.models import build_model
+from fssam.models.fssam import build_model
 
 PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 SIZE = 128

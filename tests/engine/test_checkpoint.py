@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fssam.engine import checkpoint as ckpt
-from fssam.models import build_model
+from fssam.models.fssam import build_model
 from fssam.utils.seed import get_rng_state, seed_everything, set_rng_state
 
 PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"

@@ -24,7 +24,7 @@ from fssam.engine.evaluate import (
 )
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
 from fssam.engine.prior_cache import PriorCache
-from fssam.models import build_model
+from fssam.models.fssam import build_model
 
 PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
 SIZE = 128

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor
 
-from fssam.models.calibrated_attention import CalibratedRoPEAttention, Calibration, calibrated
+from fssam.models.fssam.calibrated_attention import CalibratedRoPEAttention, Calibration, calibrated
 
 log = logging.getLogger(__name__)
 

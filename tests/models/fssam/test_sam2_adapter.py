@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fssam.models import sam2_adapter as sam
+from fssam.models.fssam import sam2_adapter as sam
 
-PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+PARITY = Path(__file__).resolve().parents[2] / "fixtures" / "parity"
 MICRO_CONFIG = str(PARITY / "sam2_micro_v1.yaml")
 
 
@@ -164,17 +164,17 @@ def test_decode_passes_gradient_to_decoder(sam2_factory, parity):
 
 
 def test_import_leaves_hydra_state_alone():
-    """sam2's import initialises Hydra; fssam.models undoes that only if it did it."""
+    """sam2's import initialises Hydra; fssam.models.fssam undoes that only if it did it."""
     script = (
         "from hydra.core.global_hydra import GlobalHydra\n"
         "from hydra import initialize\n"
-        "import fssam.models.sam2_adapter\n"
+        "import fssam.models.fssam.sam2_adapter\n"
         "assert not GlobalHydra.instance().is_initialized()\n"
         "import importlib, sys\n"
         "for name in [m for m in sys.modules if m.startswith(('fssam.models', 'sam2'))]:\n"
         "    del sys.modules[name]\n"
         "with initialize(version_base='1.3', config_path=None):\n"
-        "    importlib.import_module('fssam.models')\n"
+        "    importlib.import_module('fssam.models.fssam')\n"
         "    assert GlobalHydra.instance().is_initialized()\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

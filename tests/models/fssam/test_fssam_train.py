@@ -9,12 +9,12 @@ import pytest
 import timm
 import torch
 
-from fssam.models import build_model, load_release_checkpoint
-from fssam.models.fssam import FSSAM, TRAINABLE_MODULES
+from fssam.models.fssam import build_model, load_release_checkpoint
+from fssam.models.fssam.model import FSSAM, TRAINABLE_MODULES
 from fssam.models.losses import dice_loss
-from fssam.models.prior import PseudoPromptGenerator
+from fssam.models.fssam.prior import PseudoPromptGenerator
 
-PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+PARITY = Path(__file__).resolve().parents[2] / "fixtures" / "parity"
 TINY_DINO = dict(embed_dim=32, depth=1, num_heads=2)
 DINO_SIZE = 56
 NEVER_GRADIENT = ("conv_s0.", "conv_s1.", "iou_prediction_head.", "pred_obj_score_head.")

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from sam2.modeling.sam.transformer import RoPEAttention
 
-from fssam.models import sam2_adapter as sam
-from fssam.models.calibrated_attention import (CalibratedRoPEAttention, Calibration, calibrate,
+from fssam.models.fssam import sam2_adapter as sam
+from fssam.models.fssam.calibrated_attention import (CalibratedRoPEAttention, Calibration, calibrate,
                                                calibrated)
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fssam.models.fssam import FSSAM
-from fssam.models.sam2_adapter import build_sam2
+from fssam.models.fssam.model import FSSAM
+from fssam.models.fssam.sam2_adapter import build_sam2
 
-PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+PARITY = Path(__file__).resolve().parents[2] / "fixtures" / "parity"
 MICRO_CONFIG = str(PARITY / "sam2_micro_v1.yaml")
 MICRO_WEIGHTS = str(PARITY / "micro_weights.pt")
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fssam.models.memory_refine import (cosine, masked_average, minmax, prototype_similarity,
+from fssam.models.fssam.memory_refine import (cosine, masked_average, minmax, prototype_similarity,
                                         refine_memory)
 
 

@@ -18,7 +18,7 @@ from sam2.modeling.position_encoding import apply_rotary_enc
 from sam2.modeling.sam.transformer import RoPEAttention
 from torch import Tensor, nn
 
-from fssam.models.memory_refine import cosine, masked_average, minmax
+from fssam.models.fssam.memory_refine import cosine, masked_average, minmax
 
 BIAS_SCALE = 10.0
 

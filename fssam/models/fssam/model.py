@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor, nn
 
-from fssam.models import sam2_adapter as sam
-from fssam.models.calibrated_attention import Calibration
-from fssam.models.memory_refine import refine_memory
-from fssam.models.prior import PseudoPromptGenerator
+from fssam.models.fssam import sam2_adapter as sam
+from fssam.models.fssam.calibrated_attention import Calibration
+from fssam.models.fssam.memory_refine import refine_memory
+from fssam.models.fssam.prior import PseudoPromptGenerator
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
-from fssam.models.prior import (PseudoPromptGenerator, generate_priors, load_dinov2_state_dict,
+from fssam.models.fssam.prior import (PseudoPromptGenerator, generate_priors, load_dinov2_state_dict,
                                 masked_average, per_shot_priors)
 
-PARITY = Path(__file__).resolve().parents[1] / "fixtures" / "parity"
+PARITY = Path(__file__).resolve().parents[2] / "fixtures" / "parity"
 TINY = {"vitb14": dict(embed_dim=64, depth=2, num_heads=2),
         "vitg14": dict(embed_dim=48, depth=2, num_heads=2)}
 TIMM_NAMES = {"vitb14": "vit_base_patch14_dinov2", "vitg14": "vit_giant_patch14_dinov2"}
