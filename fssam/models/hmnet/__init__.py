@@ -1,0 +1,1 @@
+"""HMNet (Hybrid Mamba for Few-Shot Segmentation, NeurIPS 2024) on the shared engine."""
