@@ -56,14 +56,14 @@ def hybrid_orders(side: int, ratio: int) -> Tensor:
 
 
 def _steps(order: Tensor, first: int, count: int) -> Tensor:
-    """Step at which each token ``first + i`` (i < count) is read first, per direction."""
-    steps = torch.full((order.shape[0], count), -1, dtype=torch.long)
-    for_tokens = torch.arange(order.shape[1]).expand_as(order)
+    """Step at which each token ``first + i`` (i < count) is first read, per direction
+    (4, count): query pixels are read once, the support tokens' first reads are the first
+    recap."""
     picked = (order >= first) & (order < first + count)
-    first_read = picked & (picked.cumsum(1) <= count)   # support tokens: the first copy only
-    steps.scatter_(1, (order[first_read] - first).view(len(order), count),
-                   for_tokens[first_read].view(len(order), count))
-    return steps
+    first_reads = picked & (picked.cumsum(1) <= count)
+    tokens = (order[first_reads] - first).view(len(order), count)
+    steps = torch.arange(order.shape[1]).expand_as(order)[first_reads].view(len(order), count)
+    return torch.empty_like(steps).scatter_(1, tokens, steps)
 
 
 def _read(y: Tensor, steps: Tensor) -> Tensor:
