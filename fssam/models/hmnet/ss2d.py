@@ -79,7 +79,8 @@ def query_intercepted_step(h: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Te
     ``h`` (b, d, N), ``u`` / ``delta`` (b, d, L) with delta raw (bias and softplus applied
     here), ``A`` (d, N), ``B`` / ``C`` (b, N, L), ``D`` (d,) or (1,), ``delta_bias`` (d,)::
 
-        y[e, t] = Σ_n C[n, t] (exp(Δ[e, t] A[e, n]) h[e, n] + Δ[e, t] B[n, t] u[e, t]) + D[e] u[e, t]
+        y[e, t] = Σ_n C[n, t] (exp(Δ[e, t] A[e, n]) h[e, n] + Δ[e, t] B[n, t] u[e, t])
+                  + D[e] u[e, t]
     """
     h, u, A, B, C = h.float(), u.float(), A.float(), B.float(), C.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])

@@ -4,11 +4,14 @@ them) and random scan cases, the release's reference tensors, and its weights re
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+from fssam.models.hmnet import ss2d
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
 CASES = torch.load(FIXTURES / "scan_cases.pt", weights_only=True)
@@ -122,3 +125,23 @@ def hmnet_parity():
 def release_weights():
     """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
     return rebuild_release_weights
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every ``selective_scan`` and ``query_intercepted_step`` call SS2D makes while the test
+    runs: ``{"scan": [...], "qim": [...]}`` of (named arguments, result). Per forward of the
+    stack: a self block makes one scan call (query and support stacked on the batch, query
+    first); a hybrid block the recapped scan, then the support-state scan, then one QIM."""
+    calls: dict[str, list] = {"scan": [], "qim": []}
+
+    def recorder(name, fn):
+        def call(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            calls[name].append((inspect.signature(fn).bind(*args, **kwargs).arguments, result))
+            return result
+        return call
+    monkeypatch.setattr(ss2d, "selective_scan", recorder("scan", ss2d.selective_scan))
+    monkeypatch.setattr(ss2d, "query_intercepted_step",
+                        recorder("qim", ss2d.query_intercepted_step))
+    return calls
