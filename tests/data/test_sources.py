@@ -13,7 +13,7 @@ def summary(records: list[sources.ImageRecord]) -> dict[str, tuple[int, ...]]:
 
 
 def build(root: Path, cache: Path, **kwargs) -> list[sources.ImageRecord]:
-    settings = {"dataset": "pascal", "fold": 0, "mode": "train", **kwargs}
+    settings = {"dataset": "pascal", "fold": 0, "mode": "train", "train_list": "all", **kwargs}
     return build_image_list(root=str(root), cache_dir=str(cache), workers=2, **settings)
 
 
