@@ -42,6 +42,10 @@ MODES = ("train", "val")
 CACHE_VERSION = 2
 
 
+class EmptyListError(ValueError):
+    """A list holds no eligible image."""
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One listed image: absolute image and label paths, eligible classes of the split."""
@@ -254,13 +258,15 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
 
 def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                      coco_split: str = "interleaved", train_list: str | None = None,
-                     cache_dir: str | Path | None = None, workers: int = 8) -> list[ImageRecord]:
+                     cache_dir: str | Path | None = None, workers: int = 8,
+                     rebuild: bool = False) -> list[ImageRecord]:
     """Eligible images of one fold and mode, read from the cache or built and cached.
 
     ``train_list`` (training only): "authors", "all", a list file, or None for the
     dataset's default (``fssam.data.train_lists``). The cache file is keyed by the
     dataset, root, fold, mode, COCO split and (training only) the list choice and the
-    list file's content, so changing any of them rebuilds the list.
+    list file's content, so changing any of them rebuilds the list. ``rebuild`` reads the
+    labels again even when the list is cached (and refreshes the cache).
     """
     novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
     if not os.path.isdir(root):
@@ -268,14 +274,14 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     train_list = _train_list_of(dataset, mode, train_list)
     key = _cache_key(dataset, root, fold, mode, coco_split, train_list)
     path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
-    if path.is_file():
+    if path.is_file() and not rebuild:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             log.info("image list from cache %s", path)
             return [ImageRecord(img, lbl, tuple(c)) for img, lbl, c in cached["records"]]
     records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers)
     if not records:
-        raise ValueError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
+        raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_split={coco_split}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes)] for r in records]}
     atomic_write_text(path, json.dumps(payload))
