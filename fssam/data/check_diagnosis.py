@@ -53,8 +53,8 @@ def _ratio_note(train: Sequence[Comparison], train_list: TrainList) -> str | Non
 def _count_notes(comparisons: Sequence[Comparison], train_list: TrainList,
                  built: bool) -> list[str]:
     if not comparisons:
-        return [] if not built else ["no reference count applies to these lists (the authors' counts cover the "
-                "interleaved COCO split and the folds in the reference file)"]
+        return ["no reference count applies to these lists (the authors' counts cover the "
+                "interleaved COCO split and the folds in the reference file)"] if built else []
     wrong = [c for c in comparisons if not c.match]
     if not wrong:
         return ["every count matches the authors': the data reproduces their lists"]
