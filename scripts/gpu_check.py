@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from fssam.engine.gpu_check_run import (CHECKS, PRESETS, GpuCheckSettings, best_batches,
-                                        format_table, run_gpu_check)
+                                        format_table, json_safe, run_gpu_check)
 
 CPU_DEFAULTS = {"preset": "cpu", "train_steps": 2, "test_batches": [1, 2], "warmup": 0,
                 "repeats": 1, "launch_iterations": 2, "launch_episodes": 4}
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(line)
     path = Path(args.json_path or Path(args.workdir) / "gpu_check.json")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
+    path.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False))
     failed = [k for k, ok in report["passed"].items() if not ok]
     print(f"report: {path}")
     if not cuda:

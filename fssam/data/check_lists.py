@@ -122,7 +122,7 @@ def _rows(name: str, mine: dict[str, Any], ref: dict[str, Any] | None) -> list[t
     if ref_classes is None:
         values = list(mine["per_class"].values())
         span = f"{min(values)}..{max(values)}" if values else "-"
-        rows.append((name, f"per class {span}", None, None))
+        rows.append((name, f"per class {span} images (no reference per class)", None, None))
         return rows
     for c, n in mine["per_class"].items():
         rows.append((name, f"class {c}", n, ref_classes.get(c)))

@@ -119,9 +119,9 @@ def check_precision(model: nn.Module, device: torch.device, *, shots: int, size:
 
 
 def make_trainer(model: nn.Module, device: torch.device, *, batch: int, shots: int, size: int,
-                 amp: bool, run_dir: str) -> Trainer:
-    """The project's Trainer over random episodes (one process, no validation)."""
-    data = RandomEpisodes(num=batch * 64, shots=shots, size=size)
+                 amp: bool, run_dir: str, steps: int) -> Trainer:
+    """The project's Trainer over ``steps`` batches of random episodes (one process)."""
+    data = RandomEpisodes(num=batch * steps, shots=shots, size=size)
     loader = build_train_loader(data, batch_size=batch, num_workers=0, seed=0)
     settings = TrainSettings(epochs=1, amp_dtype=torch.bfloat16 if amp else None,
                              val_per_epoch=0, progress=False)
@@ -159,7 +159,7 @@ def check_training(model: nn.Module, device: torch.device, *, batch: int, shots:
     model.train()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(model, device, batch=batch, shots=shots, size=size, amp=amp,
-                               run_dir=run_dir)
+                               run_dir=run_dir, steps=steps)
         reset_peak(device)
         try:
             losses, error = _steps(trainer, steps), None
@@ -217,7 +217,7 @@ def train_throughput(model: nn.Module, device: torch.device, *, batch: int, shot
     model.train()
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(model, device, batch=batch, shots=shots, size=size, amp=amp,
-                               run_dir=run_dir)
+                               run_dir=run_dir, steps=warmup + repeats)
         batches = iter(trainer.train_loader)
         loaded = [next(batches) for _ in range(warmup + repeats)]
         reset_peak(device)

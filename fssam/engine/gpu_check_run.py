@@ -7,7 +7,7 @@ at the ``cpu`` preset (the real networks at half resolution) unless another is c
 
 from __future__ import annotations
 
-import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,8 +21,6 @@ from fssam.engine import gpu_check as gc
 from fssam.engine.launch_check import run_launch_check
 from fssam.engine.tester import compose_config
 from fssam.utils.config import model_kwargs
-
-log = logging.getLogger(__name__)
 
 _REAL = ["sam2=small", "sam2.checkpoint=null", "model=fssam", "model.dino_checkpoint=null"]
 PRESETS: dict[str, tuple[list[str], str]] = {
@@ -106,6 +104,17 @@ def run_gpu_check(s: GpuCheckSettings) -> dict[str, Any]:
             "ok": all(passed.values())}
 
 
+def json_safe(value: Any) -> Any:
+    """Non-finite floats become None (strict JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def _passed(check: str, result: Any) -> bool:
     rows = result if isinstance(result, list) else [result]
     return all(r["passed"] for r in rows)
@@ -155,13 +164,13 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         rows.append(("(d) train", f"{d['shots']}-shot, batch {d['batch']}", value, "", ""))
     if "e" in r:
         e = r["e"]
-        scores = e["scores"] or {}
+        miou = (e["scores"] or {}).get("miou")
         rows += [
             ("(e) torchrun train.py", f"{e['backend']}, {e['iterations']} it, {e['preset']}",
              f"exit {e['train']['returncode']}, {e['train']['seconds']} s", "exit 0",
              _verdict(e["train_passed"])),
             ("(e) torchrun test.py", f"last.pt, {e['episodes']} episodes",
-             f"exit {e['test']['returncode']}, mIoU {scores.get('miou', float('nan')):.2f}",
+             f"exit {e['test']['returncode']}, mIoU " + ("-" if miou is None else f"{miou:.2f}"),
              "exit 0", _verdict(e["test_passed"]))]
     return rows
 

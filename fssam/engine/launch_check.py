@@ -90,7 +90,8 @@ def run_launch_check(*, model_overrides: Sequence[str], cuda: bool, workdir: Pat
     train_ok = (train["returncode"] == 0 and checkpoint.is_file() and
                 len(losses) == iterations and all(math.isfinite(v) for v in losses) and
                 _backend_used(run_dir, backend))
-    test_ok = test["returncode"] == 0 and scores is not None and math.isfinite(scores["miou"])
+    test_ok = (test["returncode"] == 0 and scores is not None and scores["miou"] is not None
+               and math.isfinite(scores["miou"]))
     return {"backend": backend, "device": device, "iterations": iterations, "batch": batch,
             "episodes": episodes, "run_dir": str(run_dir), "losses": losses,
             "train": train, "test": test, "scores": scores,
