@@ -18,7 +18,7 @@ import contextlib
 import math
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -28,6 +28,7 @@ from torch.utils.data import Dataset
 from fssam.data import collate_episodes
 from fssam.engine.evaluate import evaluate_batch
 from fssam.engine.evaluator import SegmentationEvaluator
+from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import NonFiniteLossError, Trainer, TrainSettings
 from fssam.utils.dist import DistInfo
@@ -35,6 +36,8 @@ from fssam.utils.dist import DistInfo
 AGREEMENT_TARGET = 0.99
 MEMORY_TARGET_GB = 16.0
 GB = 1024 ** 3
+# the method's recipe: model -> its optimisers (``model.optim`` of the configs)
+OptimizerFactory = Callable[[nn.Module], Sequence[ScheduledOptimizer]]
 
 
 class RandomEpisodes(Dataset):
@@ -118,20 +121,33 @@ def check_precision(model: nn.Module, device: torch.device, *, shots: int, size:
             "passed": bool(torch.isfinite(low).all()) and agreement >= AGREEMENT_TARGET}
 
 
-def make_trainer(model: nn.Module, device: torch.device, *, batch: int, shots: int, size: int,
-                 amp: bool, run_dir: str, steps: int) -> Trainer:
+def make_trainer(model: nn.Module, optimizers: OptimizerFactory, device: torch.device, *,
+                 batch: int, shots: int, size: int, amp: bool, run_dir: str,
+                 steps: int) -> Trainer:
     """The project's Trainer over ``steps`` batches of random episodes (one process)."""
     data = RandomEpisodes(num=batch * steps, shots=shots, size=size)
     loader = build_train_loader(data, batch_size=batch, num_workers=0, seed=0)
     settings = TrainSettings(epochs=1, amp_dtype=torch.bfloat16 if amp else None,
                              val_per_epoch=0, progress=False)
-    return Trainer(model=model, train_loader=loader, val_loader=None, class_ids=[1],
-                   run_dir=run_dir, settings=settings, dist=DistInfo(0, 1, 0, device), config={})
+    model.to(device)  # optimisers are built over the parameters where they will live
+    return Trainer(model=model, optimizers=list(optimizers(model)), train_loader=loader,
+                   val_loader=None, class_ids=[1], run_dir=run_dir, settings=settings,
+                   dist=DistInfo(0, 1, 0, device), config={})
 
 
-def gradient_report(model: nn.Module) -> dict[str, Any]:
-    """Which parameters hold gradients: only the trainable groups may, all finite."""
-    groups = {id(p): g["name"] for g in model.param_groups() for p in g["params"]}
+def _trainable_groups(trainer: Trainer) -> dict[int, str]:
+    """id(parameter) -> ``optimizer/group`` name, for every parameter an optimizer steps."""
+    groups = {}
+    for scheduled in trainer.optimizers:
+        for i, group in enumerate(scheduled.optimizer.param_groups):
+            for p in group["params"]:
+                groups[id(p)] = f"{scheduled.name}/{group.get('name', i)}"
+    return groups
+
+
+def gradient_report(model: nn.Module, groups: dict[int, str]) -> dict[str, Any]:
+    """Which parameters hold gradients: only those of the optimisers' ``groups`` may (each
+    group at least one), all finite."""
     frozen_with_grad = [n for n, p in model.named_parameters()
                         if id(p) not in groups and p.grad is not None]
     with_grad: dict[str, int] = {name: 0 for name in dict.fromkeys(groups.values())}
@@ -153,20 +169,20 @@ def _steps(trainer: Trainer, count: int) -> list[float]:
     return losses
 
 
-def check_training(model: nn.Module, device: torch.device, *, batch: int, shots: int,
-                   size: int, steps: int, amp: bool) -> dict[str, Any]:
+def check_training(model: nn.Module, optimizers: OptimizerFactory, device: torch.device, *,
+                   batch: int, shots: int, size: int, steps: int, amp: bool) -> dict[str, Any]:
     """(b) ``steps`` training steps: losses, gradients, peak memory."""
     model.train()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = make_trainer(model, device, batch=batch, shots=shots, size=size, amp=amp,
-                               run_dir=run_dir, steps=steps)
+        trainer = make_trainer(model, optimizers, device, batch=batch, shots=shots, size=size,
+                               amp=amp, run_dir=run_dir, steps=steps)
         reset_peak(device)
         try:
             losses, error = _steps(trainer, steps), None
         except NonFiniteLossError as err:
             losses, error = [], str(err)
         peak = peak_gb(device)
-    grads = gradient_report(model)
+        grads = gradient_report(model, _trainable_groups(trainer))
     model.zero_grad(set_to_none=True)
     memory_ok = peak is None or peak <= MEMORY_TARGET_GB
     finite = error is None and all(math.isfinite(v) for v in losses)
@@ -211,13 +227,14 @@ def test_throughput(model: nn.Module, device: torch.device, *, shots: int, size:
     return rows
 
 
-def train_throughput(model: nn.Module, device: torch.device, *, batch: int, shots: int,
-                     size: int, warmup: int, repeats: int, amp: bool) -> dict[str, Any]:
+def train_throughput(model: nn.Module, optimizers: OptimizerFactory, device: torch.device, *,
+                     batch: int, shots: int, size: int, warmup: int, repeats: int,
+                     amp: bool) -> dict[str, Any]:
     """(d) Iterations/s and peak memory of the training step at ``batch``."""
     model.train()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = make_trainer(model, device, batch=batch, shots=shots, size=size, amp=amp,
-                               run_dir=run_dir, steps=warmup + repeats)
+        trainer = make_trainer(model, optimizers, device, batch=batch, shots=shots, size=size,
+                               amp=amp, run_dir=run_dir, steps=warmup + repeats)
         batches = iter(trainer.train_loader)
         loaded = [next(batches) for _ in range(warmup + repeats)]
         reset_peak(device)

@@ -55,31 +55,43 @@ class GpuCheckSettings:
     notes: list[str] = field(default_factory=list)
 
 
-def build_random_model(preset: str, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """The preset's model with random weights, as train.py builds it; and its image size."""
+@dataclass
+class RandomModel:
+    """A preset's model (random weights), its optimiser recipe and its input size."""
+
+    model: torch.nn.Module
+    optimizers: gc.OptimizerFactory
+    size: int
+
+
+def build_random_model(preset: str, device: torch.device) -> RandomModel:
+    """The preset's model and recipe, built from the configs as train.py builds them."""
     cfg = compose_config("train", PRESETS[preset][0])
     torch.manual_seed(0)
     model = instantiate(model_kwargs(cfg.model)).to(device)
-    return model, int(cfg.sam2.image_size)
+    recipe = cfg.model.optim
+    return RandomModel(model=model, optimizers=lambda m: list(instantiate(recipe, m)),
+                       size=int(cfg.model.image_size))
 
 
 def _model_checks(s: GpuCheckSettings, device: torch.device) -> dict[str, Any]:
     if not set(s.checks) & {"a", "b", "c", "d"}:
         return {}
-    model, size = build_random_model(s.preset, device)
+    built = build_random_model(s.preset, device)
+    model, size, optimizers = built.model, built.size, built.optimizers
     amp = device.type == "cuda"
     out: dict[str, Any] = {}
     if "a" in s.checks:
         out["a"] = [gc.check_precision(model, device, shots=k, size=size) for k in s.shots]
     if "b" in s.checks:
-        out["b"] = gc.check_training(model, device, batch=s.train_batch, shots=1, size=size,
-                                     steps=s.train_steps, amp=amp)
+        out["b"] = gc.check_training(model, optimizers, device, batch=s.train_batch, shots=1,
+                                     size=size, steps=s.train_steps, amp=amp)
     if "c" in s.checks:
         out["c"] = [row for k in s.shots for row in gc.test_throughput(
             model, device, shots=k, size=size, batches=s.test_batches, warmup=s.warmup,
             repeats=s.repeats, amp=amp)]
     if "d" in s.checks:
-        out["d"] = [gc.train_throughput(model, device, batch=b, shots=1, size=size,
+        out["d"] = [gc.train_throughput(model, optimizers, device, batch=b, shots=1, size=size,
                                         warmup=s.warmup, repeats=s.repeats, amp=amp)
                     for b in s.train_batches]
     return out
