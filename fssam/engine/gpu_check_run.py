@@ -160,8 +160,9 @@ def table_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         rows += [
             ("(b) train steps", f"batch {b['batch']}, {'bf16' if b['bf16'] else 'fp32'}",
              f"losses {losses}", "finite", _verdict(bool(b["losses"]) and not b["error"])),
-            ("(b) gradients", "trainable only", f"{grads['trainable_tensors_with_grad']}, "
-             f"{grads['frozen_with_grad_count']} frozen with grad", "0 frozen",
+            ("(b) gradients", "trainable only", ", ".join(
+                f"{name} {n}" for name, n in grads["trainable_tensors_with_grad"].items())
+             + f" tensors; {grads['frozen_with_grad_count']} frozen with grad", "0 frozen",
              _verdict(grads["passed"])),
             ("(b) peak memory", f"batch {b['batch']}", _gb(b["peak_gb"]),
              f"<= {b['memory_target_gb']:.0f} GB",

@@ -69,7 +69,7 @@ def run_launch_check(*, model_overrides: Sequence[str], cuda: bool, workdir: Pat
     """Train ``iterations`` steps then test ``episodes`` episodes, each under torchrun."""
     toy = workdir / "toy"
     if not (toy / "VOC2012" / "ImageSets" / "Segmentation" / "val.txt").is_file():
-        make_toy_pascal(toy, seed=0)
+        make_toy_pascal(toy, seed=0, workers=1)  # no fork of a process that holds CUDA
     device, backend = ("cuda", "nccl") if cuda else ("cpu", "gloo")
     common = [*model_overrides, "dataset=toy", f"dataset.root={toy}",
               f"dataset.cache_dir={workdir / 'lists'}", f"exp_dir={workdir / 'exp'}",
