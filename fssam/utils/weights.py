@@ -1,4 +1,5 @@
-"""Pretrained weights FSSAM needs (SAM 2 v1, DINOv2), their URLs, download and verification.
+"""Pretrained weights FSSAM needs (SAM 2 v1, DINOv2), their URLs, download and verification;
+and the HMNet / BAM files, which are placed by hand and verified (``hmnet_weights``).
 
 Command line: ``python scripts/download_weights.py --help``.
 """
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fssam.utils import hmnet_weights
 from fssam.utils.download import (SUMS_NAME, ChecksumError, DownloadError, Record, fetch,
                                   mirror_url, read_sums, sha256_file, write_sums)
 
@@ -143,21 +145,40 @@ def _names_to_verify(args: argparse.Namespace, table: Mapping[str, WeightFile],
         return _selected(args, table)
     recorded = read_sums(dest / SUMS_NAME)
     return [name for name, entry in table.items()
-            if entry.filename in recorded or (dest / entry.filename).exists()]
+            if entry.filename in recorded or (dest / entry.filename).exists()
+            ] + hmnet_weights.present(dest)
 
 
 def _selected(args: argparse.Namespace, table: Mapping[str, WeightFile]) -> list[str]:
     names = list(table) if args.all else list(args.only or DEFAULT_NAMES)
-    unknown = [name for name in names if name not in table]
+    unknown = [name for name in names
+               if name not in table and name not in hmnet_weights.RELEASE_FILES]
     if unknown:
-        raise SystemExit(f"unknown weight name(s) {unknown}; choose from {sorted(table)}")
+        raise SystemExit(f"unknown weight name(s) {unknown}; choose from {sorted(table)} or "
+                         f"an HMNet/BAM name of --list")
     return names
+
+
+def _verify_all(names: Sequence[str], table: Mapping[str, WeightFile], dest: Path
+                ) -> list[str]:
+    """``verify`` for downloadable files; HMNet/BAM files are loaded into their model."""
+    problems = verify([n for n in names if n in table], table, dest)
+    models: dict = {}
+    for name in (n for n in names if n not in table):
+        problem = hmnet_weights.check(name, dest, models)
+        if problem:
+            problems.append(problem)
+        else:
+            log.info("%s: %s OK (loads, keys and shapes fit)", name,
+                     dest / hmnet_weights.RELEASE_FILES[name].relpath)
+    return problems
 
 
 def build_parser(default_dest: Path) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Download the SAM 2 and DINOv2 checkpoints FSSAM uses into a folder "
-                    f"(default {default_dest}); resumable, checksums recorded in {SUMS_NAME}.")
+                    f"(default {default_dest}); resumable, checksums recorded in {SUMS_NAME}. "
+                    "HMNet's files are placed by hand (see --list) and checked with --verify.")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--only", nargs="+", metavar="NAME",
                        help=f"weights to get (default: {' '.join(DEFAULT_NAMES)}); see --list")
@@ -167,7 +188,8 @@ def build_parser(default_dest: Path) -> argparse.ArgumentParser:
                         help="replace scheme and host of each official URL by BASE_URL: "
                              "https://dl.fbaipublicfiles.com/<path> -> BASE_URL/<path>")
     parser.add_argument("--verify", action="store_true",
-                        help="only check existing files against the table and SHA256SUMS")
+                        help="only check existing files against the table and SHA256SUMS; "
+                             "HMNet/BAM files: they load and fit their model")
     parser.add_argument("--force", action="store_true",
                         help="download again files that do not match SHA256SUMS")
     parser.add_argument("--retries", type=int, default=3,
@@ -192,14 +214,18 @@ def main(argv: Sequence[str] | None = None, *, table: Mapping[str, WeightFile] |
             default = " (default)" if name in DEFAULT_NAMES else ""
             print(f"{name:16s} {entry.filename:28s} {entry.description}{default}\n"
                   f"{'':16s} {entry.url}")
+        print(hmnet_weights.listing(args.dest))
         return 0
     if args.verify:
         names = _names_to_verify(args, table, args.dest)
-        problems = verify(names, table, args.dest) if names else [
+        problems = _verify_all(names, table, args.dest) if names else [
             f"no weight file in {args.dest} to verify; download them first"]
     else:
         problems = []
         for name in _selected(args, table):
+            if name not in table:
+                problems.append(hmnet_weights.not_downloadable(name, args.dest))
+                continue
             try:
                 ensure(name, table[name], args.dest, mirror=args.mirror, force=args.force,
                        retries=args.retries, retry_wait=retry_wait)

@@ -1,5 +1,7 @@
-"""Shared HMNet test pieces: the release's scan cases (``release_name`` is parametrized over
-them) and random scan cases, the release's reference tensors, and its weights rebuilt."""
+"""Shared HMNet fixtures: the release's scan cases (``release_name`` is parametrized over
+them) and random scan cases; the release's reference tensors, its weights rebuilt (and
+written as a release checkpoint), the parity inputs, the parity README's probes and
+tolerances, and a recorder of the stack's scan and QIM calls."""
 
 from __future__ import annotations
 
@@ -10,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fssam.models.hmnet import ss2d
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
-CASES = torch.load(FIXTURES / "scan_cases.pt", weights_only=True)
+PARITY_HMNET = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
+CASES = torch.load(PARITY_HMNET / "scan_cases.pt", weights_only=True)
 SCAN_NAMES = sorted({k.split(".")[0] for k in CASES if k != "meta" and f"{k.split('.')[0]}.h"
                      not in CASES})
 
@@ -64,11 +67,15 @@ def _grads(fn, kwargs: dict, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor,
     return y.detach(), last.detach(), {k: v.grad for k, v in leaves.items()}
 
 
+PIXEL_MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1) * 255
+PIXEL_STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1) * 255
+
+
 def rebuild_release_weights(backbone: str, prefix: str = "") -> dict[str, torch.Tensor]:
     """The release model's state_dict entries under ``prefix`` (prefix stripped), rebuilt
     from ``weights_<backbone>.pt`` by the parity README's recipe; every float tensor is
     checked against its stored SHA-256."""
-    spec = torch.load(FIXTURES / f"weights_{backbone}.pt", weights_only=True)
+    spec = torch.load(PARITY_HMNET / f"weights_{backbone}.pt", weights_only=True)
     state = {}
     for row in spec["rows"]:
         key, shape = row["key"], tuple(row["shape"])
@@ -89,6 +96,156 @@ def rebuild_release_weights(backbone: str, prefix: str = "") -> dict[str, torch.
     return state
 
 
+def write_release_checkpoint(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    """``state`` saved the way the release's trainer saves: DDP ``module.`` keys beside
+    ``epoch``, ``optimizer`` (SGD) and ``optimizer_swin`` (AdamW) states."""
+    sgd = {"state": {}, "param_groups": [{"lr": 0.05, "momentum": 0.9, "params": [0, 1]}]}
+    adamw = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.zeros(2)}},
+             "param_groups": [{"lr": 6e-5, "betas": (0.9, 0.999), "params": [0]}]}
+    torch.save({"epoch": 7, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "optimizer": sgd, "optimizer_swin": adamw}, path)
+    return path
+
+
+def release_state(backbone: str, shot: int) -> dict[str, torch.Tensor]:
+    """The rebuilt weights for a ``shot``-shot model (the 1-shot model has no kshot_rw)."""
+    state = rebuild_release_weights(backbone)
+    return state if shot > 1 else {k: v for k, v in state.items()
+                                   if not k.startswith("kshot_rw.")}
+
+
+def load_parity(name: str) -> dict:
+    return torch.load(PARITY_HMNET / f"{name}.pt", weights_only=True)
+
+
+def parity_batch(episodes: list[int], shot: int) -> dict[str, torch.Tensor]:
+    """The model batch of ``inputs.pt``: the stored images are normalised on a 1/32 grid;
+    the model takes RGB 0..255, so they are mapped back (in float64)."""
+    inputs = load_parity("inputs")
+
+    def rgb(q8: torch.Tensor) -> torch.Tensor:
+        return (q8.double() / 32 * PIXEL_STD + PIXEL_MEAN).float()
+
+    supports = inputs["s_x_q8"][episodes, :shot]
+    return {"query_img": rgb(inputs["x_q8"][episodes]),
+            "support_imgs": rgb(supports.flatten(0, 1)).unflatten(0, supports.shape[:2]),
+            "support_masks": inputs["s_y"][episodes, :shot].long()}
+
+
+def probes(t: torch.Tensor, f: int) -> dict[str, torch.Tensor]:
+    """The parity README's probes of a tensor (``cmean``, ``pmean`` pooled by ``f``,
+    ``crop``)."""
+    t = t.float()
+    if t.dim() == 2:
+        return {"crop": t[:, :64]}
+    p = t.mean(dim=1)
+    if f > 1:
+        pool = F.avg_pool2d if p.dim() == 3 else F.avg_pool1d
+        p = pool(p[:, None], f)[:, 0]
+    out = {"cmean": t.mean(dim=tuple(range(2, t.dim()))), "pmean": p}
+    if t.dim() == 3:
+        out["crop"] = t[:, :8, :64]
+    else:
+        out["crop"] = t[(slice(None), slice(0, 8)) + tuple(
+            slice(max(0, (n - 8) // 2), max(0, (n - 8) // 2) + 8) for n in t.shape[2:])]
+    return out
+
+
+def tolerance(name: str) -> tuple[float, float]:
+    """(atol, rtol) of a stored tensor, from the parity README's suggested tolerances."""
+    if name.startswith(("prior_", "corr_query_mask")):
+        return 3e-4, 0.0
+    if name.startswith(("gram_", "est_val", "kshot_")):
+        return 1e-5, 0.0
+    if name.startswith(("vssm_", "blk", "aspp_out", "res1_out", "res2_out")):
+        return 5e-4, 1e-3
+    if name.startswith(("q_feat", "s_feat", "q_mid", "s_mid", "supp_", "q_merged", "s_merged")):
+        return 5e-4, 1e-4
+    if name == "s_mask64":
+        return 1e-6, 0.0
+    return 1e-4, 1e-4
+
+
+class ParityCompare:
+    """Compares stored keys (``name`` or ``name@probe``) at the README's tolerances (exact
+    for booleans and indices) and records the largest |difference| per case and key."""
+
+    def __init__(self) -> None:
+        self.worst: dict[str, dict[str, float]] = {}
+
+    def __call__(self, case: str, name: str, actual: torch.Tensor, expected: torch.Tensor,
+                 meta: dict) -> float:
+        base, _, probe = name.partition("@")
+        if probe:
+            actual = probes(actual, meta["pmean_pool"].get(base, 1))[probe]
+        actual = actual.detach().reshape(expected.shape)
+        if not expected.is_floating_point():
+            assert torch.equal(actual.to(expected.dtype), expected), f"{case} {name}: differs"
+            diff = 0.0
+        else:
+            atol, rtol = tolerance(base)
+            err = (actual.float() - expected).abs()
+            excess = (err - (atol + rtol * expected.abs())).max().item()
+            assert excess <= 0, (f"{case} {name}: max |diff| {err.max():.3g} exceeds atol "
+                                 f"{atol:g} + rtol {rtol:g} |ref| by {excess:.3g}")
+            diff = err.max().item()
+        self.worst.setdefault(case, {})[name] = diff
+        return diff
+
+
+_PARITY_COMPARE = ParityCompare()
+
+
+@pytest.fixture(scope="session")
+def parity_compare() -> ParityCompare:
+    return _PARITY_COMPARE
+
+
+def pytest_terminal_summary(terminalreporter):
+    for case, diffs in sorted(_PARITY_COMPARE.worst.items()):
+        terminalreporter.section(f"HMNet parity {case}: largest |diff| per key")
+        for name, diff in sorted(diffs.items(), key=lambda item: -item[1])[:12]:
+            terminalreporter.write_line(f"{name:28s} {diff:.3g}")
+
+
+@pytest.fixture(scope="session")
+def hmnet_parity():
+    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = load_parity(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def release_weights():
+    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
+    return rebuild_release_weights
+
+
+@pytest.fixture(scope="session")
+def hmnet_batch():
+    """``hmnet_batch(episodes, shot)``: the model batch of the parity inputs."""
+    return parity_batch
+
+
+@pytest.fixture(scope="session")
+def release_checkpoint(tmp_path_factory):
+    """``release_checkpoint(backbone, shot)``: path of the rebuilt release weights written as
+    a release checkpoint (cached per session)."""
+    cache: dict[tuple[str, int], Path] = {}
+
+    def get(backbone: str, shot: int) -> Path:
+        if (backbone, shot) not in cache:
+            path = tmp_path_factory.mktemp("release") / f"{backbone}_{shot}shot.pth"
+            cache[backbone, shot] = write_release_checkpoint(path, release_state(backbone, shot))
+        return cache[backbone, shot]
+    return get
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "release_name" in metafunc.fixturenames:
         metafunc.parametrize("release_name", SCAN_NAMES)
@@ -107,24 +264,6 @@ def random_case():
 @pytest.fixture
 def scan_grads():
     return _grads
-
-
-@pytest.fixture(scope="session")
-def hmnet_parity():
-    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = torch.load(FIXTURES / f"{name}.pt", weights_only=True)
-        return cache[name]
-    return get
-
-
-@pytest.fixture(scope="session")
-def release_weights():
-    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
-    return rebuild_release_weights
 
 
 @pytest.fixture
