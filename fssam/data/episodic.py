@@ -3,6 +3,8 @@
 An episode: a query image, a class drawn uniformly among its eligible classes of the
 split (base for training, novel for evaluation), and K distinct support images of that
 class, none the query. Labels are binarised: 1 on the class, 255 kept, 0 elsewhere.
+Training items also give the class's index in the ascending base list
+(``base_class_index``, for methods with a base learner).
 Evaluation episode i is a pure function of (seed, i); training item i of
 (seed, epoch, i), so results do not depend on workers, processes or resumption.
 """
@@ -19,8 +21,7 @@ from torch.utils.data import Dataset
 
 from fssam.data import transforms as T
 from fssam.data.folds import base_classes, novel_classes
-from fssam.data.sources import (MODES, ImageRecord, build_image_list, class_index, read_image,
-                                read_label)
+from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ class EpisodicDataset(Dataset):
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.epoch = 0
         self.images_of_class = class_index(self.records)
+        # training: a class's 0-based index in the ascending list of the split's classes
+        # (the base list), the label a base learner gives it minus 1
+        self.class_rank = {c: i for i, c in enumerate(sorted(self.class_ids))}
         self._check_class_counts()
         self._order = np.random.default_rng(seed).permutation(len(self.records))
 
@@ -98,12 +102,8 @@ class EpisodicDataset(Dataset):
 
     def _load(self, record_index: int, class_id: int) -> tuple[np.ndarray, np.ndarray]:
         record = self.records[record_index]
-        image, label = read_image(record.image), read_label(record.label)
-        if image.shape[:2] != label.shape:
-            raise ValueError(f"size mismatch: image {record.image} is {image.shape[1]}x"
-                             f"{image.shape[0]} but label {record.label} is "
-                             f"{label.shape[1]}x{label.shape[0]}")
-        return image.astype(np.float32), T.binarize(label, class_id)
+        image, label = read_pair(record.image, record.label)
+        return image, T.binarize(label, class_id)
 
     def _transform(self, image: np.ndarray, label: np.ndarray,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +131,8 @@ class EpisodicDataset(Dataset):
         item["support_imgs"] = torch.stack(support_imgs)
         item["support_masks"] = torch.stack(support_masks)
         item["class_id"] = torch.tensor(class_id, dtype=torch.int64)
+        if self.mode == "train":
+            item["base_class_index"] = torch.tensor(self.class_rank[class_id], dtype=torch.int64)
         if self.mode == "val":
             item["query_label"] = _mask_tensor(query_label)
             item["episode"] = torch.tensor(index, dtype=torch.int64)

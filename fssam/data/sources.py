@@ -80,6 +80,17 @@ def read_label(path: str) -> np.ndarray:
     return array
 
 
+def read_pair(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]:
+    """An image (float32 RGB 0..255) and its label; ValueError names both files when
+    their sizes differ."""
+    image, label = read_image(image_path), read_label(label_path)
+    if image.shape[:2] != label.shape:
+        raise ValueError(f"size mismatch: image {image_path} is {image.shape[1]}x"
+                         f"{image.shape[0]} but label {label_path} is "
+                         f"{label.shape[1]}x{label.shape[0]}")
+    return image.astype(np.float32), label
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/fssam/lists`` (``~/.cache/fssam/lists``)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fssam" / "lists"
@@ -214,7 +225,7 @@ def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{key['dataset']}_fold{key['fold']}_{key['mode']}_{digest}.json"
 
 
-def _check_images(pairs: Sequence[tuple[str, str]], train_list: TrainList) -> None:
+def check_images(pairs: Sequence[tuple[str, str]], train_list: TrainList) -> None:
     """FileNotFoundError naming the first missing image and how many are missing."""
     missing = [image for image, _ in pairs if not os.path.isfile(image)]
     if not missing:
@@ -246,7 +257,7 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
     base = set(base_classes(dataset, fold, coco_split))
     split, allowed = (base, base) if mode == "train" else (novel, None)
     desc = f"{dataset} fold {fold} {mode} list"
-    _check_images(pairs, train_list)
+    check_images(pairs, train_list)
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc)
     records = []
     for (image, label), pixels in zip(pairs, counts):

@@ -4,7 +4,8 @@ Training (applied independently to the query and each support): random scale, ro
 of +-10 degrees with p=0.5 (image padded with the ImageNet mean colour, label with 255),
 5x5 Gaussian blur with p=0.5, horizontal flip with p=0.5, random SxS crop padded with
 the mean colour / 255 that is redrawn up to 30 times while it keeps < 85% of the
-label's target pixels. Evaluation: resize to SxS (image bilinear, label nearest).
+label's target pixels. Evaluation: resize to SxS (image bilinear, label nearest); the
+base-learner stage validates on a letterbox instead (``letterbox``).
 All randomness comes from the numpy Generator passed in.
 """
 
@@ -18,6 +19,7 @@ IGNORE = 255
 ROTATE_DEGREES = 10.0
 CROP_RETRIES = 30
 CROP_KEEP = 0.85
+LETTERBOX_MULTIPLE = 8
 
 # OpenCV's own thread pool can leave a mutex locked across fork(), which hangs forked
 # DataLoader workers; datasets use process parallelism, so cv2 runs single-threaded.
@@ -107,3 +109,32 @@ def eval_transform(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
     label = cv2.resize(label, (size, size), interpolation=cv2.INTER_NEAREST)
     return image, label
+
+
+def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """(h, w) an image takes inside a ``size`` letterbox: unchanged when no side exceeds
+    ``size``; else the long side becomes ``size`` (the other scaled with it, truncated),
+    then both are floored to a multiple of 8 (at least 8)."""
+    if max(height, width) <= size:
+        return height, width
+    if height >= width:
+        new_h, new_w = size, int(width * (size / height))
+    else:
+        new_h, new_w = int(height * (size / width)), size
+    m = LETTERBOX_MULTIPLE
+    return max(m, new_h // m * m), max(m, new_w // m * m)
+
+
+def letterbox(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
+    """The base learner's validation input (BAM's ``test_Resize``): resized to
+    ``letterbox_size`` (image bilinear, label nearest) in the top-left corner of a size x size
+    canvas; the image is padded with 0 (black, before normalisation), the label with 255."""
+    new_h, new_w = letterbox_size(*label.shape, size)
+    if (new_h, new_w) != label.shape:
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        label = cv2.resize(label, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
+    canvas = np.zeros((size, size, 3), dtype=np.float32)
+    canvas[:new_h, :new_w] = image
+    padded = np.full((size, size), IGNORE, dtype=np.uint8)
+    padded[:new_h, :new_w] = label
+    return canvas, padded
