@@ -9,13 +9,14 @@ under the same names, so ``extract_feats`` serves both.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fssam.models.hmnet.backbones import backbone_stages, feature_channels
+from fssam.models.hmnet.losses import IGNORE_LABEL
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
@@ -76,7 +77,8 @@ def extract_feats(net: nn.Module, images: Tensor, *, vgg: bool) -> dict[str, Ten
 
 class PSPNet(nn.Module):
     """PSPNet over ``1 + num_base_classes`` classes (class j >= 1 = j-th base class in
-    ascending id order). ``forward`` takes RGB 0..255 and returns logits at input size."""
+    ascending id order), trained as a plain semantic segmenter (BAM stage 1): every module
+    trainable, BatchNorm and dropout follow ``train()``."""
 
     def __init__(self, *, backbone: str = "resnet50", num_base_classes: int = 15,
                  backbone_width: int = 64, head_dim: int = 512) -> None:
@@ -90,9 +92,24 @@ class PSPNet(nn.Module):
         self.cls = psp_head(in_dim=2 * fea_dim, head_dim=head_dim,
                             num_classes=1 + num_base_classes)
 
-    def forward(self, images: Tensor) -> Tensor:
-        """``images`` (b,3,H,W) RGB 0..255 -> logits (b, 1+B, H, W)."""
+    def forward(self, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``batch["image"]`` (b,3,H,W) RGB 0..255 -> ``logits`` (b, 1+B, H, W)."""
+        images = batch["image"]
         x = normalise_images(images)
         for i in range(5):
             x = getattr(self, f"layer{i}")(x)
-        return up(self.cls(self.ppm(x)), images.shape[-2:])
+        return {"logits": up(self.cls(self.ppm(x)), images.shape[-2:])}
+
+    def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Cross entropy of ``logits`` against ``batch["label"]`` (b,H,W), ignoring 255."""
+        loss = F.cross_entropy(out["logits"].float(), batch["label"].long(),
+                               ignore_index=IGNORE_LABEL)
+        return {"loss": loss}
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """The whole state (every module is trained)."""
+        return self.state_dict()
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        """Strict ``load_state_dict`` (names every missing/unexpected key)."""
+        self.load_state_dict(dict(state))

@@ -1,6 +1,7 @@
-"""HMNet's meta-training optimisers (HMNET.md section 4.1, quirk Q10).
+"""HMNet's optimisers: the meta-training recipe (HMNET.md section 4.1, quirk Q10) and the
+base learner's (BAM stage 1, section 4.3).
 
-Two optimisers, both stepped every iteration:
+Meta-training: two optimisers, both stepped every iteration:
 
 - SGD (momentum 0.9, weight decay 1e-4 on all its parameters) over the meta learner's
   convolutions and the ensemble: ``lr = lr_multiplier * sgd_lr * (1 - it / max_it) ** 0.9``
@@ -11,6 +12,11 @@ Two optimisers, both stepped every iteration:
   weight decay 0.01 except for names containing ``norm`` (only ``out_norm`` and the
   final ``mamba.norm``): the block LayerNorms ``ln_1`` / ``ln_2``, ``A_logs``, ``Ds`` and
   the biases are decayed, as in the release.
+
+Base learner: one SGD (momentum 0.9, weight decay 1e-4 on everything) with three groups,
+the backbone ``layer0..4``, ``ppm`` and ``cls``; ``lr = group_lr * (1 - it / max_it) ** 0.9``
+with ``it`` 1-based, set before the step, no warm-up. BAM's rates: PASCAL backbone 2.5e-4,
+PPM and classifier 2.5e-3; COCO 2.5e-3 for all three.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ NO_DECAY_KEY = "norm"
 
 
 def _sgd_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for name in SGD_MODULES if hasattr(model, name)
-            for p in getattr(model, name).parameters() if p.requires_grad]
+    modules = [getattr(model, name, None) for name in SGD_MODULES]  # kshot_rw: None at 1 shot
+    return [p for module in modules if module is not None
+            for p in module.parameters() if p.requires_grad]
 
 
 def _mamba_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -63,3 +70,23 @@ def hmnet_optimizers(model: nn.Module, *, sgd_lr: float = 0.005, lr_multiplier: 
                               eps=adamw_eps)
     return [ScheduledOptimizer("sgd", sgd, poly_factor(power, one_based=True)),
             ScheduledOptimizer("adamw", adamw, constant_factor)]
+
+
+BACKBONE_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4")
+
+
+def pspnet_optimizers(model: nn.Module, *, backbone_lr: float = 2.5e-4, head_lr: float = 2.5e-3,
+                      momentum: float = 0.9, weight_decay: float = 1e-4, power: float = 0.9
+                      ) -> list[ScheduledOptimizer]:
+    """The base learner's SGD: groups backbone (``backbone_lr``), ``ppm`` and ``cls``
+    (``head_lr``), poly decay on the 1-based iteration. Every parameter must be in a group."""
+    groups = [{"params": [p for name in BACKBONE_MODULES
+                          for p in getattr(model, name).parameters()], "lr": backbone_lr},
+              {"params": list(model.ppm.parameters()), "lr": head_lr},
+              {"params": list(model.cls.parameters()), "lr": head_lr}]
+    covered = {id(p) for g in groups for p in g["params"]}
+    stray = [n for n, p in model.named_parameters() if id(p) not in covered]
+    if stray:
+        raise ValueError(f"parameters in no base-learner group: {stray}")
+    sgd = torch.optim.SGD(groups, lr=head_lr, momentum=momentum, weight_decay=weight_decay)
+    return [ScheduledOptimizer("sgd", sgd, poly_factor(power, one_based=True))]

@@ -4,7 +4,9 @@
   bn3``, ``layer1..4``, ``fc``) and torchvision's ``vgg16_bn.pth`` (``features.i``,
   ``classifier``), into a PSPNet (stage 1);
 - BAM base learners ``initmodel/PSPNet/<dataset>/split<i>/<backbone>/best.pth``
-  (``{epoch, state_dict, optimizer}``) into a PSPNet or into HMNet's frozen part;
+  (``{epoch, state_dict, optimizer}``), or the ``best.pt`` / ``last.pt`` of this
+  framework's base-learner stage (``{model, ...}``), into a PSPNet or into HMNet's frozen
+  part;
 - released HMNet checkpoints (``{epoch, state_dict, optimizer, optimizer_swin}``, the
   whole model) into HMNet.
 
@@ -40,8 +42,9 @@ def strip_ddp_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
-    """The state dict of a weight file (``obj["state_dict"]`` if present), ``module.``
-    stripped; errors name ``what`` and the path."""
+    """The state dict of a weight file (``obj["state_dict"]`` of the authors' files,
+    ``obj["model"]`` of this framework's checkpoints, else ``obj``), ``module.`` stripped;
+    errors name ``what`` and the path."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} not found")
@@ -50,7 +53,10 @@ def read_state_dict(path: str | Path, what: str) -> dict[str, Tensor]:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
         raise ValueError(f"{what} {path} cannot be read with torch.load(weights_only=True): "
                          f"{err}") from err
-    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
+    if isinstance(obj, Mapping):
+        state = next((obj[k] for k in ("state_dict", "model") if k in obj), obj)
+    else:
+        state = obj
     if not isinstance(state, Mapping) or not all(
             isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
         raise ValueError(f"{what} {path} holds no state dict (name -> tensor)")
@@ -129,8 +135,9 @@ def map_base_learner(state: Mapping[str, Tensor], *, into_hmnet: bool) -> dict[s
 
 
 def load_base_learner(model: nn.Module, path: str | Path) -> None:
-    """A BAM base learner ``best.pth`` into a PSPNet or into HMNet's frozen part
-    (backbone, PPM, ``cls.0/1`` and ``base_learner.2``), strictly."""
+    """A base learner (BAM's ``best.pth`` or a checkpoint of our base-learner stage) into a
+    PSPNet or into HMNet's frozen part (backbone, PPM, ``cls.0/1`` and ``base_learner.2``),
+    strictly."""
     into_hmnet = hasattr(model, "base_learner")
     state = map_base_learner(read_state_dict(path, "base learner"), into_hmnet=into_hmnet)
     prefixes = FROZEN_PREFIXES + (("base_learner.",) if into_hmnet else ())

@@ -90,4 +90,4 @@ def test_vgg_strides_ceil_pools_and_no_last_pool():
 def test_pspnet_forward_gives_class_logits_at_input_size():
     psp = PSPNet(backbone="resnet50", num_base_classes=60, backbone_width=8, head_dim=16).eval()
     with torch.no_grad():
-        assert psp(255 * torch.rand(2, 3, 41, 41)).shape == (2, 61, 41, 41)
+        assert psp({"image": 255 * torch.rand(2, 3, 41, 41)})["logits"].shape == (2, 61, 41, 41)

@@ -1,4 +1,5 @@
-"""HMNet's two optimisers: which parameters, which weight decay, which learning rates."""
+"""HMNet's two optimisers and the base learner's SGD: which parameters, which weight decay,
+which learning rates."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from fssam.models.hmnet.recipe import hmnet_optimizers
+from fssam.models.hmnet import PSPNet
+from fssam.models.hmnet.recipe import hmnet_optimizers, pspnet_optimizers
 
 
 class _Block(nn.Module):
@@ -74,3 +76,34 @@ def test_a_trainable_parameter_outside_both_optimisers_is_named():
     model.extra_head = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="extra_head.weight"):
         hmnet_optimizers(model)
+
+
+def _psp() -> nn.Module:
+    return PSPNet(backbone="resnet50", num_base_classes=3, backbone_width=4, head_dim=8)
+
+
+@pytest.mark.parametrize("backbone_lr, head_lr", [(2.5e-4, 2.5e-3), (2.5e-3, 2.5e-3)])
+def test_base_learner_groups_and_rates_follow_bam_step_by_step(backbone_lr, head_lr):
+    model = _psp()
+    (sgd,) = pspnet_optimizers(model, backbone_lr=backbone_lr, head_lr=head_lr)
+    backbone, ppm, cls = sgd.optimizer.param_groups
+    names = {f"layer{i}" for i in range(5)}
+    assert {n.split(".")[0] for n in _names(model, backbone["params"])} == names
+    assert _names(model, ppm["params"]) == {n for n, _ in model.named_parameters()
+                                            if n.startswith("ppm.")}
+    assert _names(model, cls["params"]) == {n for n, _ in model.named_parameters()
+                                            if n.startswith("cls.")}
+    assert all(g["weight_decay"] == 1e-4 and g["momentum"] == 0.9 for g in (backbone, ppm, cls))
+    total = 30
+    for done in range(total):
+        factor = (1 - (done + 1) / total) ** 0.9  # BAM: 1-based iteration, set before the step
+        sgd.set_lr(done, total)
+        assert backbone["lr"] == pytest.approx(backbone_lr * factor, rel=1e-12, abs=0)
+        assert ppm["lr"] == cls["lr"] == pytest.approx(head_lr * factor, rel=1e-12, abs=0)
+
+
+def test_base_learner_parameter_outside_the_groups_is_named():
+    model = _psp()
+    model.aux = nn.Conv2d(2, 2, 1)
+    with pytest.raises(ValueError, match="aux.weight"):
+        pspnet_optimizers(model)

@@ -85,6 +85,19 @@ def test_base_learner_into_pspnet_and_into_hmnet(tmp_path, backbone):
     assert same(state, psp_state, [k for k in psp_state if not k.startswith("cls.4.")])
 
 
+def test_checkpoint_of_our_base_learner_stage_loads_into_hmnet(tmp_path):
+    psp = PSPNet(backbone="vgg", **PSP_SIZES)
+    psp_state = randomised(psp, 5)
+    psp.load_trainable_state_dict(psp_state)
+    torch.save({"model": psp.trainable_state_dict(), "optimizers": {"sgd": {}}, "epoch": 2,
+                "iteration": 8, "best_miou": 1.0, "config": {}, "rng": []}, tmp_path / "best.pt")
+    model = build_model(backbone="vgg", base_learner_checkpoint=tmp_path / "best.pt",
+                        **TINY_SIZES)
+    state = model.state_dict()
+    assert torch.equal(state["base_learner.2.bias"], psp_state["cls.4.bias"])
+    assert same(state, psp_state, [k for k in psp_state if not k.startswith("cls.4.")])
+
+
 def test_release_checkpoint_layout_loads(tmp_path):
     source = HMNet(shot=5, **TINY_SIZES)
     state = randomised(source, 4)
