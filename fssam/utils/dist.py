@@ -96,6 +96,19 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_sum_cpu(tensor: torch.Tensor) -> torch.Tensor:
+    """A CPU copy of ``tensor`` summed over ranks, through the backend's device (NCCL
+    reduces CUDA tensors only)."""
+    if not is_dist():
+        return tensor.clone()
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    reduced = tensor.to(device, copy=True)
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced.cpu()
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj``, in rank order (picklable objects)."""
     if not is_dist():
