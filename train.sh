@@ -1,8 +1,13 @@
 #!/bin/sh
-# Train FSSAM with torchrun on the paper's recipe (configs/train.yaml + experiment/<dataset>_fssam).
+# Train with torchrun on the paper's recipe (configs/train.yaml + experiment/<dataset>_<method>).
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot|base} HMNet {resnet50|vgg} [hydra overrides...]
 # GPUs: processes on this node; port: the rendezvous port. Both 1-shot and K-shot work.
-# Example: sh train.sh 4 29500 pascal 0 1 FSSAM small trainer.num_workers=4
+# HMNet trains in two stages: first its base learner with shot "base" (experiment
+# <dataset>_base, run folder exp/<dataset>/PSPNet/split<i>/<backbone>), then the K-shot model.
+# Examples: sh train.sh 4 29500 pascal 0 1 FSSAM small trainer.num_workers=4
+#           sh train.sh 4 29500 pascal 0 base HMNet resnet50
+#           sh train.sh 4 29500 pascal 0 1 HMNet resnet50
 # Multi-node: on every node set NNODES (default 1), NODE_RANK (0..NNODES-1, default 0) and
 # MASTER_ADDR (address of node 0, default 127.0.0.1), with the same port, e.g. node 1 of 2:
 #   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 sh train.sh 4 29500 coco 0 1 FSSAM small
@@ -11,6 +16,7 @@ set -eu
 
 usage() {
     echo "usage: sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1 | base} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       multi-node: NNODES, NODE_RANK, MASTER_ADDR (see the header of train.sh)" >&2
     exit 2
 }
@@ -33,13 +39,25 @@ positive port "$port"
 [ "$port" -le 65535 ] || fail "port must be at most 65535, got '$port'"
 case $dataset in pascal | coco) ;; *) fail "unknown dataset '$dataset' (pascal or coco)" ;; esac
 case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
-positive shot "$shot"
-[ "$model" = FSSAM ] || fail "model must be FSSAM, got '$model'"
-case $size in
-    small) sam2=small ;;
-    base) sam2=base_plus ;;
-    large) sam2=large ;;
-    *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+case $model in
+    FSSAM)
+        positive shot "$shot"
+        case $size in
+            small) sam2=small ;;
+            base) sam2=base_plus ;;
+            large) sam2=large ;;
+            *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+        esac
+        set -- shot="$shot" sam2="$sam2" experiment="${dataset}_fssam" "$@" ;;
+    HMNet)
+        case $size in resnet50 | vgg) ;; *) fail "backbone must be resnet50 or vgg, got '$size'" ;; esac
+        if [ "$shot" = base ]; then  # stage 1: the PSPNet base learner (no shots)
+            set -- model=pspnet model.backbone="$size" experiment="${dataset}_base" "$@"
+        else
+            positive shot "$shot"
+            set -- shot="$shot" model=hmnet model.backbone="$size" experiment="${dataset}_hmnet" "$@"
+        fi ;;
+    *) fail "model must be FSSAM or HMNet, got '$model'" ;;
 esac
 nnodes=${NNODES:-1} node_rank=${NODE_RANK:-0} master_addr=${MASTER_ADDR:-127.0.0.1}
 positive NNODES "$nnodes"
@@ -48,4 +66,4 @@ case $node_rank in '' | *[!0-9]*) fail "NODE_RANK must be an integer >= 0, got '
 
 exec torchrun --nnodes="$nnodes" --node_rank="$node_rank" --master_addr="$master_addr" \
     --master_port="$port" --nproc_per_node="$gpus" "$(dirname "$0")/train.py" \
-    dataset="$dataset" split="$split" shot="$shot" sam2="$sam2" experiment="${dataset}_fssam" "$@"
+    dataset="$dataset" split="$split" "$@"

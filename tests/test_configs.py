@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,7 @@ def checked(*overrides: str):
 def test_groups_hold_the_expected_options():
     assert options("dataset") == ["coco", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert options("experiment") == ["coco_fssam", "pascal_fssam"]
+    assert {"coco_fssam", "pascal_fssam", "coco_base", "pascal_base"} <= set(options("experiment"))
     assert {"default", "debug"} <= set(options("trainer"))
 
 
@@ -52,7 +53,7 @@ def test_the_documented_command_composes():
     assert not {"name", "variant", "optim", "checks"} & set(model_kwargs(cfg.model))
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("experiment", ["coco_fssam", "pascal_fssam"])
 @pytest.mark.parametrize("sam2", ["tiny", "small", "base_plus", "large"])
 @pytest.mark.parametrize("shot", [1, 5])
 def test_every_experiment_composes(experiment, sam2, shot):
@@ -64,6 +65,37 @@ def test_every_experiment_composes(experiment, sam2, shot):
     assert cfg.trainer.total_batch_size == 8 and per_process_batch(cfg.trainer, 4) == 2
     assert cfg.run_dir == f"exp/{dataset}/FSSAM/split0/{shot}shot/{sam2}"
     OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg"])
+def test_base_learner_experiments_compose_to_bams_recipe(dataset, backbone):
+    # train.sh's overrides for "{dataset} 3 base HMNet {backbone}"
+    cfg = checked(f"dataset={dataset}", "split=3", "model=pspnet", f"model.backbone={backbone}",
+                  f"experiment={dataset}_base")
+    assert cfg.run_dir == f"exp/{dataset}/PSPNet/split3/{backbone}"
+    assert cfg.model.task == "base_classes" and cfg.model.image_size == 417
+    assert cfg.model.num_base_classes == {"pascal": 15, "coco": 60}[dataset]
+    file = {"resnet50": "resnet50_v2.pth", "vgg": "vgg16_bn.pth"}[backbone]
+    assert cfg.model.imagenet_checkpoint == f"pretrained/hmnet/initmodel/{file}"
+    t = cfg.trainer
+    assert (t.epochs, t.early_stop_patience) == ({"pascal": 100, "coco": 20}[dataset], 75)
+    assert (t.total_batch_size, t.val_per_epoch, t.amp, cfg.seed) == (12, 1, "none", 321)
+    assert per_process_batch(t, 4) == 3 and list(cfg.dataset.scale_range) == [0.5, 2.0]
+    lrs = (cfg.model.optim.backbone_lr, cfg.model.optim.head_lr)
+    assert lrs == {"pascal": (2.5e-4, 2.5e-3), "coco": (2.5e-3, 2.5e-3)}[dataset]
+    kwargs = model_kwargs(cfg.model)
+    assert not {"task", "weight_files", "optim"} & set(kwargs)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone=resnet101", "model.backbone='resnet101': must be one of resnet50, vgg"),
+    ("model.num_base_classes=16", "model.num_base_classes=16: pascal has 15 base classes"),
+    ("model.optim.head_lr=0", "model.optim.head_lr=0: must be > 0"),
+])
+def test_invalid_base_learner_values_name_key_and_value(override, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        checked("experiment=pascal_base", override)
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in ("dataset", "sam2", "model", "trainer",

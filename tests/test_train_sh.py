@@ -36,6 +36,14 @@ def run(args: list[str], path: str, **env_vars: str) -> subprocess.CompletedProc
      "dataset=pascal split=3 shot=5 sam2=base_plus experiment=pascal_fssam"),
     (["1", "12345", "coco", "2", "5", "FSSAM", "large"],
      "dataset=coco split=2 shot=5 sam2=large experiment=coco_fssam"),
+    (["4", "29500", "pascal", "1", "base", "HMNet", "resnet50"],
+     "dataset=pascal split=1 model=pspnet model.backbone=resnet50 experiment=pascal_base"),
+    (["8", "29500", "coco", "3", "base", "HMNet", "vgg"],
+     "dataset=coco split=3 model=pspnet model.backbone=vgg experiment=coco_base"),
+    (["4", "29500", "pascal", "0", "5", "HMNet", "vgg"],
+     "dataset=pascal split=0 shot=5 model=hmnet model.backbone=vgg experiment=pascal_hmnet"),
+    (["8", "29500", "coco", "2", "1", "HMNet", "resnet50"],
+     "dataset=coco split=2 shot=1 model=hmnet model.backbone=resnet50 experiment=coco_hmnet"),
 ])
 def test_valid_arguments_reach_torchrun(fake_path, args, expected):
     result = run(args, fake_path)
@@ -71,8 +79,11 @@ def test_multi_node_from_environment(fake_path):
     (["4", "29500", "pascal", "4", "1", "FSSAM", "small"], {}, "split must be 0, 1, 2 or 3, got '4'"),
     (["4", "29500", "pascal", "0", "0", "FSSAM", "small"], {}, "shot must be a positive integer, got '0'"),
     (["4", "29500", "pascal", "0", "-1", "FSSAM", "small"], {}, "shot must be a positive integer, got '-1'"),
-    (["4", "29500", "pascal", "0", "1", "HSNet", "small"], {}, "model must be FSSAM, got 'HSNet'"),
+    (["4", "29500", "pascal", "0", "1", "HSNet", "small"], {}, "model must be FSSAM or HMNet, got 'HSNet'"),
     (["4", "29500", "pascal", "0", "1", "FSSAM", "huge"], {}, "SAM 2 size must be small, base or large"),
+    (["4", "29500", "pascal", "0", "base", "FSSAM", "small"], {}, "shot must be a positive integer, got 'base'"),
+    (["4", "29500", "pascal", "0", "1", "HMNet", "small"], {}, "backbone must be resnet50 or vgg, got 'small'"),
+    (["4", "29500", "pascal", "0", "Base", "HMNet", "vgg"], {}, "shot must be a positive integer, got 'Base'"),
     (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "0"}, "NNODES must be a positive integer"),
     (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "2", "NODE_RANK": "2"},
      "NODE_RANK must be below NNODES=2, got '2'"),

@@ -18,7 +18,7 @@ PROTOCOLS = ("pascal", "coco")
 COCO_SPLITS = ("interleaved", "contiguous")
 SUPPORT_ANNOTATIONS = ("mask", "bbox")
 AMP_MODES = ("bf16", "fp16", "none")
-NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks")
+NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks", "task", "weight_files")
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -122,7 +122,8 @@ def per_process_batch(trainer: DictConfig, world_size: int) -> int:
 
 def model_kwargs(model_cfg: DictConfig) -> DictConfig:
     """The ``model`` group ready for ``instantiate``: without the run-folder labels
-    (``name``, ``variant``), the training recipe (``optim``) and ``checks``."""
+    (``name``, ``variant``), the training recipe (``optim``), ``checks``, the training
+    ``task`` and the ``weight_files`` a path key picks from."""
     container = OmegaConf.to_container(model_cfg, resolve=True)
     for key in NOT_BUILDER_KEYS:
         container.pop(key, None)
