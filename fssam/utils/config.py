@@ -19,6 +19,7 @@ DINO_VARIANTS = ("vitb14", "vitl14", "vitg14")
 REFINE_VERSIONS = ("v1", "v2")
 AMP_MODES = ("bf16", "none")
 DEVICES = ("auto", "cuda", "cpu")
+CACHE_STORAGES = ("cpu", "device")
 
 
 class ConfigError(ValueError):
@@ -103,6 +104,18 @@ def validate_trainer(trainer: DictConfig) -> None:
         _int(cfg, f"trainer.{key}", 1, optional=True)
     _choice(cfg, "trainer.amp", AMP_MODES)
     _choice(cfg, "trainer.device", DEVICES)
+    validate_eval_cache(trainer.eval_cache)
+
+
+def validate_eval_cache(settings: DictConfig) -> None:
+    """Check ``trainer.eval_cache`` (used by validation and by test.py)."""
+    cfg = OmegaConf.create({"trainer": {"eval_cache": settings}})
+    enabled = OmegaConf.select(cfg, "trainer.eval_cache.enabled")
+    if not isinstance(enabled, bool):
+        _fail("trainer.eval_cache.enabled", enabled, "must be true or false")
+    for key in ("size_gb", "memo_gb"):
+        _positive(cfg, f"trainer.eval_cache.{key}", allow_zero=True)
+    _choice(cfg, "trainer.eval_cache.storage", CACHE_STORAGES)
 
 
 def per_process_batch(trainer: DictConfig, world_size: int) -> int:

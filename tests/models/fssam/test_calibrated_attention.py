@@ -45,7 +45,7 @@ def memory_attention_layers(model, exp, calibration):
     hooks = [layer.register_forward_hook(lambda m, i, o: outs.append(o)) for layer in attn.layers]
     bank = sam.MemoryBank(exp["attn_memory"], exp["attn_memory_pos"],
                           int(exp["attn_num_ptr_tokens"]))
-    query = sam.ImageFeatures([exp["attn_curr"]], [exp["attn_curr_pos"]], [(8, 8)])
+    query = sam.ImageFeatures([exp["attn_curr"]], exp["attn_curr_pos"], [(8, 8)])
     with torch.no_grad():
         pix_feat = sam.attend_memory(model, query, bank, calibration)
     for hook in hooks:
