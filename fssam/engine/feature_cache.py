@@ -138,18 +138,20 @@ class BatchFeatures:
         rows = []
         for i, image_id in enumerate(self.ids):
             image = self.images[i:i + 1]
-            key = None if cache is None or image_id is None else cache.key(
-                name, image_id, image.shape[1:])
-            row = None if key is None else seen.get(key) or cache.get(key, device)
+            if cache is None or image_id is None:
+                rows.append(self.model.encode_images(name, image))
+                continue
+            key = cache.key(name, image_id, image.shape[1:])
+            row = seen.get(key)
+            if row is None:
+                row = cache.get(key, device)
             if row is None:
                 row = self.model.encode_images(name, image)
-                if key is not None:
-                    cache.misses += 1
-                    cache.put(key, row)
-            elif key is not None:
+                cache.misses += 1
+                cache.put(key, row)
+            else:
                 cache.hits += 1
-            if key is not None:
-                seen[key] = row
+            seen[key] = row
             rows.append(row)
         return rows
 
