@@ -1,0 +1,65 @@
+"""HMNet's meta-training optimisers (HMNET.md section 4.1, quirk Q10).
+
+Two optimisers, both stepped every iteration:
+
+- SGD (momentum 0.9, weight decay 1e-4 on all its parameters) over the meta learner's
+  convolutions and the ensemble: ``lr = lr_multiplier * sgd_lr * (1 - it / max_it) ** 0.9``
+  with ``it`` the 1-based iteration, set before the step. The release puts every group in
+  its "10x" class, so the effective initial rate is 0.05 although its config and the
+  paper say 5e-3.
+- AdamW over every parameter whose name contains ``mamba``, at a constant rate;
+  weight decay 0.01 except for names containing ``norm`` (only ``out_norm`` and the
+  final ``mamba.norm``): the block LayerNorms ``ln_1`` / ``ln_2``, ``A_logs``, ``Ds`` and
+  the biases are decayed, as in the release.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from fssam.engine.optim import ScheduledOptimizer, constant_factor, poly_factor
+
+SGD_MODULES = ("down_query", "down_supp", "init_merge_query", "init_merge_supp", "ASPP_meta",
+               "res1_meta", "res2_meta", "cls_meta", "gram_merge", "cls_merge", "kshot_rw")
+MAMBA_KEY = "mamba"
+NO_DECAY_KEY = "norm"
+
+
+def _sgd_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for name in SGD_MODULES if hasattr(model, name)
+            for p in getattr(model, name).parameters() if p.requires_grad]
+
+
+def _mamba_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if MAMBA_KEY in name and param.requires_grad:
+            (no_decay if NO_DECAY_KEY in name else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def hmnet_optimizers(model: nn.Module, *, sgd_lr: float = 0.005, lr_multiplier: float = 10.0,
+                     momentum: float = 0.9, sgd_weight_decay: float = 1e-4,
+                     adamw_lr: float = 6e-5, adamw_betas: Sequence[float] = (0.9, 0.999),
+                     adamw_eps: float = 1e-8, adamw_weight_decay: float = 0.01,
+                     power: float = 0.9) -> list[ScheduledOptimizer]:
+    """The SGD (poly, 1-based) and AdamW (constant) optimisers of ``model``.
+
+    Every trainable parameter must belong to exactly one of them.
+    """
+    sgd_params = _sgd_parameters(model)
+    mamba_groups = _mamba_groups(model, adamw_weight_decay)
+    covered = {id(p) for p in sgd_params} | {id(p) for g in mamba_groups for p in g["params"]}
+    stray = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+    if stray:
+        raise ValueError(f"trainable parameters in no HMNet optimiser: {stray}")
+    sgd = torch.optim.SGD(sgd_params, lr=lr_multiplier * sgd_lr, momentum=momentum,
+                          weight_decay=sgd_weight_decay)
+    adamw = torch.optim.AdamW(mamba_groups, lr=adamw_lr, betas=tuple(adamw_betas),
+                              eps=adamw_eps)
+    return [ScheduledOptimizer("sgd", sgd, poly_factor(power, one_based=True)),
+            ScheduledOptimizer("adamw", adamw, constant_factor)]
