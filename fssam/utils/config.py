@@ -11,6 +11,8 @@ from typing import Any, NoReturn
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
+from fssam.data.train_lists import AUTHORS, CHOICES as TRAIN_LISTS
+
 DATASETS = ("pascal", "coco", "toy")
 PROTOCOLS = ("pascal", "coco")
 COCO_SPLITS = ("interleaved", "contiguous")
@@ -63,6 +65,15 @@ def _check_scale_range(value: Any) -> None:
         fail("dataset.scale_range", value, "must be [low, high] with 0 < low <= high")
 
 
+def _check_train_list(data: DictConfig) -> None:
+    value = OmegaConf.select(data, "train_list")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        fail("dataset.train_list", value, f"must be {', '.join(TRAIN_LISTS)} or a list file")
+    if value == AUTHORS and data.protocol != "pascal":
+        fail("dataset.train_list", value, f"the authors' list is PASCAL's; for "
+             f"protocol {data.protocol} use 'all' or a list file")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Check the keys shared by training and testing (split, shot, dataset, the model's
     input size), then the method's own keys with the function ``model.checks`` names."""
@@ -75,6 +86,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_choice(cfg, "dataset.support_annotation", SUPPORT_ANNOTATIONS)
     _check_scale_range(OmegaConf.select(cfg, "dataset.scale_range"))
     check_int(cfg, "model.image_size", 1)
+    _check_train_list(cfg.dataset)
     wanted = OmegaConf.select(cfg, "experiment_dataset")
     if wanted is not None and wanted != cfg.dataset.name:
         fail("dataset", cfg.dataset.name, f"experiment {cfg.experiment_name} is the recipe for "
