@@ -211,7 +211,7 @@ def run_evaluation(
     if reuse and feature_cache is not None:
         feature_cache.begin_pass(model, device, amp_dtype)
     if reuse and memo is not None:
-        memo.bind(model)
+        memo.bind(model, (str(amp_dtype), device.type))
     before = {"cache": feature_cache and feature_cache.stats(), "memo": memo and memo.stats()}
     was_training = model.training
     model.eval()

@@ -160,9 +160,10 @@ class PassMemo:
     """Per-item results a model reuses within one evaluation pass (or several passes with
     the same weights, e.g. the seeds of a test), at most ``size_gb``.
 
-    ``bind(model)`` at the start of each pass empties the memo when any parameter of the
-    model changed (an optimizer step, a load) since the last bind, so nothing is reused
-    across a training step. ``size_gb=0`` stores nothing.
+    ``bind(model, context)`` at the start of each pass empties the memo when any parameter
+    of the model changed (an optimizer step, a load) or the ``context`` (autocast dtype,
+    device) did since the last bind, so nothing is reused across a training step.
+    ``size_gb=0`` stores nothing.
     """
 
     def __init__(self, *, size_gb: float) -> None:
@@ -176,11 +177,12 @@ class PassMemo:
     def _weights_stamp(model: nn.Module) -> tuple:
         return tuple((p.data_ptr(), p._version) for p in model.parameters())
 
-    def bind(self, model: nn.Module) -> None:
-        """Start a pass of ``model``: forget everything if its weights changed."""
-        stamp = self._weights_stamp(model)
+    def bind(self, model: nn.Module, context: Hashable = None) -> None:
+        """Start a pass of ``model``: forget everything if its weights or ``context`` changed."""
+        stamp = (self._weights_stamp(model), context)
         if self._stamp is not None and stamp != self._stamp and len(self.store):
-            log.info("model weights changed: %d memoised results dropped", len(self.store))
+            log.info("model weights or precision changed: %d memoised results dropped",
+                     len(self.store))
             self.store.clear()
         self._stamp = stamp
 

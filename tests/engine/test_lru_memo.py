@@ -73,10 +73,13 @@ def test_memo_forgets_everything_after_a_weight_update() -> None:
     memo.bind(net)
     memo.compute("k", work)
     assert len(calls) == 2
+    memo.bind(net, context="torch.bfloat16")  # another precision: nothing kept either
+    memo.compute("k", work)
+    assert len(calls) == 3
     memo.compute(None, work)  # no key: computed, never kept
     memo.compute(None, work)
-    assert len(calls) == 4 and memo.stats()["misses"] == 2
+    assert len(calls) == 5 and memo.stats()["misses"] == 3
     off = PassMemo(size_gb=0)
     off.compute("k", work)
     off.compute("k", work)
-    assert len(calls) == 6 and len(off.store) == 0
+    assert len(calls) == 7 and len(off.store) == 0
