@@ -1,8 +1,10 @@
-"""Train a few-shot segmenter on one fold of PASCAL-5i / COCO-20i (or the synthetic dataset).
+"""Train a few-shot segmenter on one fold of PASCAL-5i / COCO-20i (or the synthetic dataset),
+or a base learner on the fold's base classes (HMNet's first stage).
 
     python train.py dataset=coco split=2 shot=5 sam2=large
     torchrun --nproc_per_node=4 train.py dataset=pascal split=0 shot=1 experiment=pascal_fssam
     sh train.sh 4 29500 pascal 0 1 FSSAM small
+    sh train.sh 4 29500 pascal 0 base HMNet resnet50
 
 See configs/train.yaml and its groups for every option. The run folder
 (exp/<dataset>/<model>/split<i>/<K>shot/<variant>/) receives config.yaml, git.txt,
@@ -21,17 +23,20 @@ import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
 
 from fssam.data import build_dataset
-from fssam.data.folds import novel_classes
+from fssam.data.folds import base_classes, novel_classes
+from fssam.data.semantic import build_base_dataset
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.trainer import Trainer, TrainSettings
-from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
-                                validate_trainer)
+from fssam.engine.validation import BaseClassValidation, EpisodicValidation, Validation
+from fssam.utils.config import (base_dataset_kwargs, dataset_kwargs, model_kwargs, model_task,
+                                per_process_batch, validate_config, validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
 from fssam.utils.fingerprint import weights_fingerprint
 from fssam.utils.logging import setup_logging, teardown_logging, write_run_records
@@ -70,32 +75,59 @@ def val_prior_cache(cfg: DictConfig, model: torch.nn.Module,
     return PriorCache(cfg.trainer.val_prior_cache, settings)
 
 
+def episodic_data(cfg: DictConfig, model: torch.nn.Module,
+                  device: torch.device) -> tuple[Dataset, Validation | None]:
+    """Episodes of the base classes; validation on episodes of the novel classes."""
+    t = cfg.trainer
+    train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
+    if t.val_per_epoch == 0:
+        return train_set, None
+    val_set = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=t.val_episodes,
+                                             seed=t.val_seed))
+    feature_cache, memo_gb = reuse_from_config(t.eval_cache)
+    return train_set, EpisodicValidation(
+        loader=build_eval_loader(val_set, batch_size=t.val_batch_size, num_workers=t.num_workers),
+        class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
+        amp_dtype=AMP_DTYPES[t.amp] if device.type == "cuda" else None,
+        prior_cache=val_prior_cache(cfg, model, device), feature_cache=feature_cache,
+        memo_gb=memo_gb, progress=t.progress)
+
+
+def base_class_data(cfg: DictConfig, model: torch.nn.Module,
+                    device: torch.device) -> tuple[Dataset, Validation | None]:
+    """Every listed image with its base classes as semantic labels (a base learner's
+    stage); validation: the base-class mIoU over the whole validation list."""
+    t = cfg.trainer
+    train_set = build_base_dataset(**base_dataset_kwargs(cfg, mode="train"))
+    if t.val_per_epoch == 0:
+        return train_set, None
+    val_set = build_base_dataset(**base_dataset_kwargs(cfg, mode="val"))
+    return train_set, BaseClassValidation(
+        loader=build_eval_loader(val_set, batch_size=t.val_batch_size, num_workers=t.num_workers),
+        class_ids=base_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
+        amp_dtype=AMP_DTYPES[t.amp] if device.type == "cuda" else None, progress=t.progress)
+
+
+TASK_DATA = {"episodes": episodic_data, "base_classes": base_class_data}
+
+
 def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
-    """Model, loaders and trainer of a validated config."""
+    """Model, loaders and trainer of a validated config (``model.task`` chooses the data
+    and the validation: few-shot episodes by default)."""
     t = cfg.trainer
     batch_size = per_process_batch(t, info.world_size)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     model = instantiate(model_kwargs(cfg.model))
     seed_everything(cfg.seed, info.rank)
-    train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
+    train_set, validation = TASK_DATA[model_task(cfg)](cfg, model, info.device)
     train_loader = build_train_loader(train_set, batch_size=batch_size, num_workers=t.num_workers,
                                       seed=cfg.seed, rank=info.rank, world_size=info.world_size)
-    val_loader, prior_cache = None, None
-    if t.val_per_epoch > 0:
-        val_set = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=t.val_episodes,
-                                                 seed=t.val_seed))
-        val_loader = build_eval_loader(val_set, batch_size=t.val_batch_size,
-                                       num_workers=t.num_workers)
-        prior_cache = val_prior_cache(cfg, model, info.device)
-    log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
+    log.info("%d training items, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
-    feature_cache, memo_gb = reuse_from_config(t.eval_cache)
     return Trainer(model=model, optimizers=build_optimizers(cfg, model),
-                   train_loader=train_loader, val_loader=val_loader,
-                   class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
-                   run_dir=cfg.run_dir, settings=settings_from_config(t), dist=info,
-                   config=OmegaConf.to_container(cfg, resolve=True), prior_cache=prior_cache,
-                   feature_cache=feature_cache, memo_gb=memo_gb)
+                   train_loader=train_loader, validation=validation, run_dir=cfg.run_dir,
+                   settings=settings_from_config(t), dist=info,
+                   config=OmegaConf.to_container(cfg, resolve=True))
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

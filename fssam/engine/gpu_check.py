@@ -131,7 +131,7 @@ def make_trainer(model: nn.Module, optimizers: OptimizerFactory, device: torch.d
                              val_per_epoch=0, progress=False)
     model.to(device)  # optimisers are built over the parameters where they will live
     return Trainer(model=model, optimizers=list(optimizers(model)), train_loader=loader,
-                   val_loader=None, class_ids=[1], run_dir=run_dir, settings=settings,
+                   validation=None, run_dir=run_dir, settings=settings,
                    dist=DistInfo(0, 1, 0, device), config={})
 
 

@@ -5,7 +5,8 @@ The method's model gives what differs: its loss (``model.loss(out, batch)``, a d
 (``ScheduledOptimizer``); the trainer never asks which method it trains.
 
 Around the step: the per-iteration learning rates, loss records (metrics.jsonl,
-TensorBoard), validation (evenly spaced within each epoch) with the shared evaluator,
+TensorBoard), validation (evenly spaced within each epoch) by what the run validates
+(``fssam.engine.validation``: few-shot episodes, or the base classes of a base learner),
 ``best.pt`` by mIoU, ``last.pt`` with everything needed to continue, automatic resume
 (mid-epoch included: the batches already done are skipped, so a resumed run ends with
 the weights of an uninterrupted one) and early stopping.
@@ -28,13 +29,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fssam.engine import checkpoint as ckpt
-from fssam.engine.evaluate import run_evaluation
-from fssam.engine.feature_cache import FeatureCache, PassMemo
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
-from fssam.engine.prior_cache import PriorCache
 from fssam.engine.schedule import validation_points
 from fssam.engine.train_data import ResumableSampler
+from fssam.engine.validation import Validation
 from fssam.utils.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fssam.utils.logging import RunRecords
@@ -80,29 +79,23 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model`` with ``optimizers`` on ``train_loader``; validates on ``val_loader``.
+    """Trains ``model`` with ``optimizers`` on ``train_loader``; validates with ``validation``.
 
     ``model`` offers ``loss(out, batch)``, ``trainable_state_dict()`` and
     ``load_trainable_state_dict()``. ``train_loader`` must use a ``ResumableSampler``
-    (``build_train_loader``); ``config`` (plain containers) is stored in every checkpoint;
-    ``prior_cache`` keeps the priors of the validation episodes; ``feature_cache`` the
-    frozen encoders' outputs across validations; each validation gets a new ``PassMemo`` of
-    ``memo_gb`` (0: none), so nothing that depends on trained weights outlives a step.
+    (``build_train_loader``); ``validation`` (``fssam.engine.validation``; None: never)
+    returns the metrics of the model, ``miou`` choosing ``best.pt``; ``config`` (plain
+    containers) is stored in every checkpoint.
     """
 
     def __init__(self, *, model: torch.nn.Module, optimizers: Sequence[ScheduledOptimizer],
-                 train_loader: DataLoader, val_loader: DataLoader | None,
-                 class_ids: Sequence[int], run_dir: str | Path, settings: TrainSettings,
-                 dist: DistInfo, config: dict[str, Any],
-                 prior_cache: PriorCache | None = None,
-                 feature_cache: FeatureCache | None = None, memo_gb: float = 0.0) -> None:
+                 train_loader: DataLoader, validation: Validation | None, run_dir: str | Path,
+                 settings: TrainSettings, dist: DistInfo, config: dict[str, Any]) -> None:
         if not isinstance(train_loader.sampler, ResumableSampler):
             raise TypeError("train_loader needs a ResumableSampler (see build_train_loader)")
         self.model = model.to(dist.device)
         self.ddp = self._wrap(self.model, dist)
-        self.train_loader, self.val_loader = train_loader, val_loader
-        self.class_ids, self.prior_cache = list(class_ids), prior_cache
-        self.feature_cache, self.memo_gb = feature_cache, memo_gb
+        self.train_loader, self.validation = train_loader, validation
         self.run_dir, self.settings, self.dist, self.config = Path(run_dir), settings, dist, config
         names = [o.name for o in optimizers]
         if not names or len(set(names)) != len(names):
@@ -123,10 +116,16 @@ class Trainer:
     def _wrap(model: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
         """DDP over several processes. Some trainable parameters may never receive a
         gradient (SAM 2 heads FSSAM does not use, HMNet's unused last support branch); a
-        static graph handles them without the cost of ``find_unused_parameters``."""
+        static graph handles them without the cost of ``find_unused_parameters``. On CUDA,
+        BatchNorm layers become SyncBatchNorm (in place: the optimisers' parameters stay
+        the same objects), so trained statistics are those of the whole batch; gloo (CPU)
+        cannot run it, so CPU processes keep per-process statistics."""
         if dist.world_size == 1:
             return model
-        device_ids = [dist.device.index] if dist.device.type == "cuda" else None
+        device_ids = None
+        if dist.device.type == "cuda":
+            device_ids = [dist.device.index]
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
 
     # -- the step ---------------------------------------------------------------------
@@ -247,29 +246,25 @@ class Trainer:
         self.records.write(record, {"train/loss": mean, "train/lr": lr})
 
     def _validate(self) -> bool:
-        """Evaluate, record, and say whether the mIoU improved. RNG-neutral."""
-        if self.val_loader is None:
+        """Validate, record, and say whether the mIoU improved. RNG-neutral."""
+        if self.validation is None:
             return False
         cuda = self.dist.device.type == "cuda"
         with torch.random.fork_rng(devices=[self.dist.device] if cuda else []):
-            result = run_evaluation(self.model, self.val_loader, class_ids=self.class_ids,
-                                    device=self.dist.device,
-                                    amp_dtype=self.settings.amp_dtype if cuda else None,
-                                    prior_cache=self.prior_cache,
-                                    feature_cache=self.feature_cache,
-                                    memo=PassMemo(size_gb=self.memo_gb) if self.memo_gb else None,
-                                    progress=self.settings.progress)
+            result = self.validation(self.model, self.dist.device)
         self.ddp.train()
         it, miou, best = self.state.iteration, float(result["miou"]), self.state.best_miou
         improved = math.isfinite(miou) and (best is None or miou > best)
         if improved:
             self.state.best_miou, self.state.best_epoch = miou, it / self.iters_per_epoch
-        record = {"type": "val", "iteration": it, "epoch": it / self.iters_per_epoch,
-                  "miou": miou, "fbiou": result["fbiou"], "class_iou": result["class_iou"],
-                  "best_miou": self.state.best_miou}
-        self.records.write(record, {"val/miou": miou, "val/fbiou": result["fbiou"]})
-        log.info("iteration %d: validation mIoU %.2f, FB-IoU %.2f (best %.2f)", it, miou,
-                 result["fbiou"], math.nan if self.state.best_miou is None else self.state.best_miou)
+        record = {"type": "val", "iteration": it, "epoch": it / self.iters_per_epoch, **result,
+                  "miou": miou, "best_miou": self.state.best_miou}
+        scalars = {k: float(v) for k, v in result.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.records.write(record, {f"val/{k}": v for k, v in scalars.items()})
+        best = math.nan if self.state.best_miou is None else self.state.best_miou
+        log.info("iteration %d: validation %s (best mIoU %.2f)", it,
+                 ", ".join(f"{k} {v:.2f}" for k, v in scalars.items()), best)
         return improved
 
     # -- checkpoints ------------------------------------------------------------------

@@ -20,6 +20,8 @@ SUPPORT_ANNOTATIONS = ("mask", "bbox")
 AMP_MODES = ("bf16", "fp16", "none")
 NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks", "task", "weight_files")
 DEVICES = ("auto", "cuda", "cpu")
+# model.task: what a run trains on and validates with (train.py); episodes when unset
+TASKS = ("episodes", "base_classes")
 CACHE_STORAGES = ("cpu", "device")
 
 
@@ -87,6 +89,8 @@ def validate_config(cfg: DictConfig) -> None:
     _check_scale_range(OmegaConf.select(cfg, "dataset.scale_range"))
     check_int(cfg, "model.image_size", 1)
     _check_train_list(cfg.dataset)
+    if model_task(cfg) not in TASKS:
+        fail("model.task", model_task(cfg), f"must be one of {', '.join(TASKS)}")
     wanted = OmegaConf.select(cfg, "experiment_dataset")
     if wanted is not None and wanted != cfg.dataset.name:
         fail("dataset", cfg.dataset.name, f"experiment {cfg.experiment_name} is the recipe for "
@@ -155,6 +159,20 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
         "train_list": data.train_list, "cache_dir": data.cache_dir,
     }
+
+
+def model_task(cfg: DictConfig) -> str:
+    """``model.task``: "episodes" (few-shot training, the default) or "base_classes" (a base
+    learner's semantic segmentation of the fold's base classes)."""
+    return OmegaConf.select(cfg, "model.task", default=TASKS[0])
+
+
+def base_dataset_kwargs(cfg: DictConfig, *, mode: str) -> dict[str, Any]:
+    """Keyword arguments of ``fssam.data.semantic.build_base_dataset`` for ``mode``."""
+    keys = ("dataset", "root", "fold", "mode", "image_size", "seed", "coco_split",
+            "scale_range", "train_list")
+    kwargs = dataset_kwargs(cfg, mode=mode)
+    return {k: kwargs[k] for k in keys}
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any],

@@ -12,7 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from fssam.data.toy import make_toy_pascal
-from fssam.engine import trainer as trainer_module
+from fssam.engine import validation as validation_module
 from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.schedule import poly_lr, validation_points
@@ -180,7 +180,7 @@ def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
     def scripted(*args, **kwargs):
         return {"miou": next(scores), "fbiou": 50.0, "class_iou": {}}
 
-    monkeypatch.setattr(trainer_module, "run_evaluation", scripted)
+    monkeypatch.setattr(validation_module, "run_evaluation", scripted)
     cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=5", "trainer.max_iterations=null",
                  "trainer.early_stop_patience=1")
     summary = script.train(cfg)
@@ -202,7 +202,7 @@ def test_validation_starts_late_and_splits_epochs_only_from_the_set_epoch(
         calls.append(1)
         return {"miou": float(len(calls)), "fbiou": 50.0, "class_iou": {}}
 
-    monkeypatch.setattr(trainer_module, "run_evaluation", scripted)
+    monkeypatch.setattr(validation_module, "run_evaluation", scripted)
     cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=4", "trainer.max_iterations=null",
                  "trainer.val_start_epoch=1", "trainer.val_mid_epoch_from=3")
     script.train(cfg)
@@ -214,7 +214,7 @@ def test_validation_reuses_encoders_but_not_memories_across_a_step(toy_root, tmp
                                                                     monkeypatch):
     passes: list[dict] = []
     computed: list[int] = []
-    run = trainer_module.run_evaluation
+    run = validation_module.run_evaluation
     encode_supports = FSSAM._encode_supports
 
     def spy_supports(self, feats, masks):
@@ -230,7 +230,7 @@ def test_validation_reuses_encoders_but_not_memories_across_a_step(toy_root, tmp
                        "misses": cache.stats()["misses"] - before["misses"]})
         return result
     monkeypatch.setattr(FSSAM, "_encode_supports", spy_supports)
-    monkeypatch.setattr(trainer_module, "run_evaluation", spy_run)
+    monkeypatch.setattr(validation_module, "run_evaluation", spy_run)
     # 4 iterations per epoch and 4 validations: one after each of the 2 steps
     script.train(config(toy_root, tmp_path / "exp", "trainer.max_iterations=2",
                         "trainer.val_per_epoch=4", "trainer.val_episodes=4"))
