@@ -1,11 +1,11 @@
-"""Train FSSAM on one fold of PASCAL-5i / COCO-20i (or the synthetic dataset).
+"""Train a few-shot segmenter on one fold of PASCAL-5i / COCO-20i (or the synthetic dataset).
 
     python train.py dataset=coco split=2 shot=5 sam2=large
     torchrun --nproc_per_node=4 train.py dataset=pascal split=0 shot=1 experiment=pascal_fssam
     sh train.sh 4 29500 pascal 0 1 FSSAM small
 
 See configs/train.yaml and its groups for every option. The run folder
-(exp/<dataset>/<model>/split<i>/<K>shot/<sam2>/) receives config.yaml, git.txt,
+(exp/<dataset>/<model>/split<i>/<K>shot/<variant>/) receives config.yaml, git.txt,
 env.txt, train.log, metrics.jsonl, tb/, last.pt and best.pt; an existing last.pt there
 is resumed.
 """
@@ -27,8 +27,8 @@ from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
 from fssam.engine.train_data import build_train_loader
+from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.trainer import Trainer, TrainSettings
-from fssam.models.fssam import FSSAM
 from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
                                 validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
@@ -37,23 +37,29 @@ from fssam.utils.seed import seed_everything
 
 log = logging.getLogger("train")
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "none": None}
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
 
 def settings_from_config(trainer: DictConfig) -> TrainSettings:
     """TrainSettings from the ``trainer`` group."""
     return TrainSettings(
-        epochs=trainer.epochs, lr=trainer.lr, weight_decay=trainer.weight_decay,
-        betas=tuple(trainer.betas), lr_power=trainer.lr_power,
-        max_iterations=trainer.max_iterations, early_stop_patience=trainer.early_stop_patience,
-        val_per_epoch=trainer.val_per_epoch, amp_dtype=AMP_DTYPES[trainer.amp],
+        epochs=trainer.epochs, max_iterations=trainer.max_iterations,
+        early_stop_patience=trainer.early_stop_patience, val_per_epoch=trainer.val_per_epoch,
+        val_start_epoch=trainer.val_start_epoch, val_mid_epoch_from=trainer.val_mid_epoch_from,
+        amp_dtype=AMP_DTYPES[trainer.amp],
         save_every=trainer.save_every, log_every=trainer.log_every, resume=trainer.resume,
         progress=trainer.progress)
 
 
-def val_prior_cache(cfg: DictConfig, model: FSSAM, device: torch.device) -> PriorCache | None:
+def build_optimizers(cfg: DictConfig, model: torch.nn.Module) -> list[ScheduledOptimizer]:
+    """The method's optimisers: ``model.optim`` names its recipe and the recipe's values."""
+    return list(instantiate(cfg.model.optim, model))
+
+
+def val_prior_cache(cfg: DictConfig, model: torch.nn.Module,
+                    device: torch.device) -> PriorCache | None:
     """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
-    if cfg.trainer.val_prior_cache is None or model.prior is None:
+    if cfg.trainer.val_prior_cache is None or getattr(model, "prior", None) is None:
         return None
     amp = AMP_DTYPES[cfg.trainer.amp] if device.type == "cuda" else None
     settings = cache_settings(cfg, seed=cfg.trainer.val_seed,
@@ -81,7 +87,8 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
         prior_cache = val_prior_cache(cfg, model, info.device)
     log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
-    return Trainer(model=model, train_loader=train_loader, val_loader=val_loader,
+    return Trainer(model=model, optimizers=build_optimizers(cfg, model),
+                   train_loader=train_loader, val_loader=val_loader,
                    class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
                    run_dir=cfg.run_dir, settings=settings_from_config(t), dist=info,
                    config=OmegaConf.to_container(cfg, resolve=True), prior_cache=prior_cache)

@@ -93,7 +93,7 @@ def shared_overrides(args: argparse.Namespace) -> list[str]:
 def train_overrides(args: argparse.Namespace) -> list[str]:
     return shared_overrides(args) + [
         f"trainer.batch_size={args.batch_size}",
-        f"trainer.lr={args.lr}",
+        f"model.optim.lr={args.lr}",
         f"trainer.epochs={args.epochs}",
         f"trainer.max_iterations={args.max_iterations or 'null'}",
         "trainer.val_per_epoch=0",

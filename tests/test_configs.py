@@ -49,7 +49,7 @@ def test_the_documented_command_composes():
     kwargs = dataset_kwargs(cfg, mode="val", num_episodes=10, seed=321)
     assert kwargs["dataset"] == "coco" and kwargs["fold"] == 2 and kwargs["shot"] == 5
     assert kwargs["scale_range"] == (0.8, 1.25) and kwargs["seed"] == 321
-    assert "name" not in model_kwargs(cfg.model)
+    assert not {"name", "variant", "optim", "checks"} & set(model_kwargs(cfg.model))
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))
@@ -94,10 +94,12 @@ def test_micro_and_debug_presets():
     ("model.refine_version=v3", "model.refine_version='v3'"),
     ("model.dino_variant=vits8", "model.dino_variant='vits8'"),
     ("model.dino_input_size=500", "model.dino_input_size=500: must be a multiple of 14"),
-    ("trainer.amp=fp8", "trainer.amp='fp8': must be one of bf16, none"),
+    ("trainer.amp=fp8", "trainer.amp='fp8': must be one of bf16, fp16, none"),
     ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
     ("trainer.epochs=1.5", "trainer.epochs=1.5: must be an integer"),
-    ("trainer.lr=-1", "trainer.lr=-1: must be > 0"),
+    ("model.optim.lr=-1", "model.optim.lr=-1: must be > 0"),
+    ("model.optim.weight_decay=-1", "model.optim.weight_decay=-1: must be >= 0"),
+    ("trainer.val_start_epoch=-1", "trainer.val_start_epoch=-1: must be >= 0"),
     ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.early_stop_patience=0", "trainer.early_stop_patience=0: must be >= 1"),
 ])

@@ -1,11 +1,11 @@
 """Per-fold image lists of PASCAL-5i and COCO-20i, built from a dataset root and cached.
 
 PASCAL root: ``VOC2012/JPEGImages/<id>.jpg``, ``VOC2012/ImageSets/Segmentation/val.txt``
-and ``SegmentationClassAug/<id>.png`` (at the root or under ``VOC2012/``). Training
-images: every SegmentationClassAug label not in val.txt, or the pairs of an explicit
-list file. Evaluation images: val.txt.
+and ``SegmentationClassAug/<id>.png`` (at the root or under ``VOC2012/``). Evaluation
+images: val.txt.
 COCO root: ``{train2014,val2014}/<name>.jpg`` and ``annotations/{train2014,val2014}/<name>.png``.
-Labels: pixel = class index, 0 background, 255 ignore.
+Training images: the authors' list (PASCAL default), every training label, or a list
+file (``fssam.data.train_lists``). Labels: pixel = class index, 0 background, 255 ignore.
 
 A class is eligible in an image when it covers at least ``MIN_PIXELS`` pixels. Training
 keeps images whose classes are all base classes and that have an eligible base class;
@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.pool import ThreadPool
@@ -30,6 +30,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.data.folds import base_classes, novel_classes, num_classes
+from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
+                                    resolve_train_list)
 from fssam.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,11 @@ log = logging.getLogger(__name__)
 MIN_PIXELS = 2 * 32 * 32
 IGNORE = 255
 MODES = ("train", "val")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+
+class EmptyListError(ValueError):
+    """A list holds no eligible image."""
 
 
 @dataclass(frozen=True)
@@ -88,64 +94,84 @@ def class_index(records: Sequence[ImageRecord]) -> dict[int, list[int]]:
     return index
 
 
-def _read_lines(path: str) -> list[str]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"list file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise ValueError(f"empty list file: {path}")
-    return lines
-
-
 def _resolve(bases: Sequence[str], relative: str) -> str:
     """First of base/relative that exists, else the first candidate (errors name it)."""
     candidates = [os.path.join(base, relative) for base in bases]
     return next((c for c in candidates if os.path.exists(c)), candidates[0])
 
 
-def _pairs_from_list(list_file: str, bases: Sequence[str]) -> list[tuple[str, str]]:
+def _pairs_from_list(list_file: str, bases: Sequence[str],
+                     id_pair: Callable[[str], tuple[str, str]]) -> list[tuple[str, str]]:
+    """Pairs of a list file: ``image label`` paths, or an image id per line."""
     pairs = []
-    for number, line in enumerate(_read_lines(list_file), start=1):
+    for number, line in enumerate(read_lines(list_file), start=1):
         fields = line.split()
-        if len(fields) != 2:
-            raise ValueError(f"{list_file}:{number}: expected 'image label', got {line!r}")
-        pairs.append((_resolve(bases, fields[0]), _resolve(bases, fields[1])))
+        if len(fields) == 1:
+            pairs.append(id_pair(fields[0]))
+        elif len(fields) == 2:
+            pairs.append((_resolve(bases, fields[0]), _resolve(bases, fields[1])))
+        else:
+            raise ValueError(f"{list_file}:{number}: expected an image id or 'image label', "
+                             f"got {line!r}")
     return pairs
 
 
-def _pascal_pairs(root: str, mode: str, train_list: str | None) -> list[tuple[str, str]]:
+def _pascal_pairs(root: str, mode: str, train_list: TrainList) -> list[tuple[str, str]]:
     voc = os.path.join(root, "VOC2012")
-    if mode == "train" and train_list is not None:
-        return _pairs_from_list(train_list, (root, voc))
     label_dir = _resolve((root, voc), "SegmentationClassAug")
+
+    def id_pair(i: str) -> tuple[str, str]:
+        return os.path.join(voc, "JPEGImages", f"{i}.jpg"), os.path.join(label_dir, f"{i}.png")
+
+    if mode == "train" and train_list.choice != ALL:
+        return _pairs_from_list(train_list.path, (root, voc), id_pair)
     if not os.path.isdir(label_dir):
         raise FileNotFoundError(f"label folder not found: {label_dir} (nor under {voc})")
-    val_ids = _read_lines(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"))
+    val_ids = read_lines(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"))
     if mode == "val":
         ids = val_ids
     else:
         excluded = set(val_ids)
         stems = (name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
         ids = sorted(stem for stem in stems if stem not in excluded)
-    return [(os.path.join(voc, "JPEGImages", f"{i}.jpg"), os.path.join(label_dir, f"{i}.png"))
-            for i in ids]
+    return [id_pair(i) for i in ids]
 
 
-def _coco_pairs(root: str, mode: str, train_list: str | None) -> list[tuple[str, str]]:
-    if mode == "train" and train_list is not None:
-        return _pairs_from_list(train_list, (root,))
+def _coco_pairs(root: str, mode: str, train_list: TrainList) -> list[tuple[str, str]]:
     split = "train2014" if mode == "train" else "val2014"
     label_dir = os.path.join(root, "annotations", split)
+
+    def id_pair(stem: str) -> tuple[str, str]:
+        return os.path.join(root, split, f"{stem}.jpg"), os.path.join(label_dir, f"{stem}.png")
+
+    if mode == "train" and train_list.choice != ALL:
+        return _pairs_from_list(train_list.path, (root,), id_pair)
     if not os.path.isdir(label_dir):
         raise FileNotFoundError(f"label folder not found: {label_dir}")
     stems = sorted(name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
-    return [(os.path.join(root, split, f"{s}.jpg"), os.path.join(label_dir, f"{s}.png"))
-            for s in stems]
+    return [id_pair(s) for s in stems]
 
 
 _PAIR_BUILDERS = {"pascal": _pascal_pairs, "coco": _coco_pairs}
+
+
+def list_pairs(*, dataset: str, root: str, mode: str,
+               train_list: str | TrainList | None = None) -> list[tuple[str, str]]:
+    """(image, label) paths a ``mode`` list is built from, before any label is read.
+
+    ``train_list`` (training only): "authors", "all", a list file, or None for the
+    dataset's default (``fssam.data.train_lists``).
+    """
+    return _PAIR_BUILDERS[dataset](root, mode, _train_list_of(dataset, mode, train_list))
+
+
+def _train_list_of(dataset: str, mode: str, train_list: str | TrainList | None) -> TrainList:
+    """The resolved training list (validation ignores it: val.txt / val2014)."""
+    _check_mode(mode)
+    if mode != "train":
+        return TrainList(ALL)
+    return train_list if isinstance(train_list, TrainList) else \
+        resolve_train_list(dataset, train_list)
 
 
 def _class_pixels(label_path: str, max_class: int) -> dict[int, int]:
@@ -171,16 +197,15 @@ def _check_mode(mode: str) -> None:
 
 
 def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_split: str,
-               train_list: str | None) -> dict:
-    list_file = train_list if mode == "train" else None
-    list_sha = None
-    if list_file is not None:
-        list_sha = hashlib.sha256("\n".join(_read_lines(list_file)).encode()).hexdigest()
+               train_list: TrainList) -> dict:
+    training = mode == "train"
+    chosen = None
+    if training:
+        chosen = train_list.path if train_list.choice == FILE else train_list.choice
     return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
             "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
             "coco_split": coco_split if dataset == "coco" else None,
-            "list_file": None if list_file is None else os.path.abspath(list_file),
-            "list_sha256": list_sha}
+            "train_list": chosen, "list_sha256": train_list.sha256 if training else None}
 
 
 def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
@@ -189,12 +214,22 @@ def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{key['dataset']}_fold{key['fold']}_{key['mode']}_{digest}.json"
 
 
+def _check_images(pairs: Sequence[tuple[str, str]], train_list: TrainList) -> None:
+    """FileNotFoundError naming the first missing image and how many are missing."""
+    missing = [image for image, _ in pairs if not os.path.isfile(image)]
+    if not missing:
+        return
+    hint = ""
+    if train_list.choice == AUTHORS:
+        hint = ("; train_list='authors' lists the authors' VOC2012 + SBD images, "
+                "train_list='all' takes every label on disk")
+    raise FileNotFoundError(f"image not found: {missing[0]} ({len(missing)} of {len(pairs)} "
+                            f"listed images missing{hint})")
+
+
 def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
                  desc: str) -> list[dict[int, int]]:
     """Class pixel counts of every label (threads: decoding releases the GIL)."""
-    for image, _ in pairs:
-        if not os.path.isfile(image):
-            raise FileNotFoundError(f"image not found: {image}")
     labels = [label for _, label in pairs]
     count = partial(_class_pixels, max_class=max_class)
     with ThreadPool(max(1, workers)) as pool:
@@ -203,7 +238,7 @@ def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
 
 
 def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
-                   train_list: str | None, workers: int) -> list[ImageRecord]:
+                   train_list: TrainList, workers: int) -> list[ImageRecord]:
     pairs = _PAIR_BUILDERS[dataset](root, mode, train_list)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
@@ -211,6 +246,7 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
     base = set(base_classes(dataset, fold, coco_split))
     split, allowed = (base, base) if mode == "train" else (novel, None)
     desc = f"{dataset} fold {fold} {mode} list"
+    _check_images(pairs, train_list)
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc)
     records = []
     for (image, label), pixels in zip(pairs, counts):
@@ -222,26 +258,30 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
 
 def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                      coco_split: str = "interleaved", train_list: str | None = None,
-                     cache_dir: str | Path | None = None, workers: int = 8) -> list[ImageRecord]:
+                     cache_dir: str | Path | None = None, workers: int = 8,
+                     rebuild: bool = False) -> list[ImageRecord]:
     """Eligible images of one fold and mode, read from the cache or built and cached.
 
-    The cache file is keyed by the dataset, root, fold, mode, COCO split and (training
-    only) the list file path and content, so changing any of them rebuilds the list.
+    ``train_list`` (training only): "authors", "all", a list file, or None for the
+    dataset's default (``fssam.data.train_lists``). The cache file is keyed by the
+    dataset, root, fold, mode, COCO split and (training only) the list choice and the
+    list file's content, so changing any of them rebuilds the list. ``rebuild`` reads the
+    labels again even when the list is cached (and refreshes the cache).
     """
     novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
-    _check_mode(mode)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root not found: {root}")
+    train_list = _train_list_of(dataset, mode, train_list)
     key = _cache_key(dataset, root, fold, mode, coco_split, train_list)
     path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
-    if path.is_file():
+    if path.is_file() and not rebuild:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             log.info("image list from cache %s", path)
             return [ImageRecord(img, lbl, tuple(c)) for img, lbl, c in cached["records"]]
     records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers)
     if not records:
-        raise ValueError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
+        raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_split={coco_split}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes)] for r in records]}
     atomic_write_text(path, json.dumps(payload))

@@ -1,8 +1,10 @@
 """Checkpoints: atomic writes, safe loads, strict loading of the trained weights.
 
 A checkpoint (``last.pt``, ``best.pt``) is a dict with ``model`` (the model's
-``trainable_state_dict()``), ``optimizer``, ``epoch``, ``iteration``, ``best_miou``,
-``config`` (resolved, plain containers) and ``rng`` (per-rank generator states).
+``trainable_state_dict()``), ``optimizers`` (state per optimizer name), ``scaler``,
+``epoch``, ``iteration``, ``best_miou``, ``config`` (resolved, plain containers) and
+``rng`` (per-rank generator states). Checkpoints written before several optimizers were
+supported hold one ``optimizer`` instead; they still resume.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 
 LAST = "last.pt"
 BEST = "best.pt"
-REQUIRED_KEYS = ("model", "optimizer", "epoch", "iteration", "best_miou", "config", "rng")
+REQUIRED_KEYS = ("model", "epoch", "iteration", "best_miou", "config", "rng")
 
 
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -58,8 +60,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
 def load_trained_weights(model: torch.nn.Module, path: str | os.PathLike) -> dict[str, Any]:
     """Strictly load the ``model`` entry of a checkpoint into ``model``; returns the checkpoint.
 
-    ``model`` must offer ``load_trainable_state_dict`` (FSSAM), which names every missing
-    or unexpected key.
+    ``model`` must offer ``load_trainable_state_dict``, which names every missing or
+    unexpected key.
     """
     state = load_checkpoint(path, full=False)
     model.load_trainable_state_dict(state["model"])

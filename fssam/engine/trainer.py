@@ -1,6 +1,10 @@
-"""Episodic training of FSSAM: the step does forward/backward/step, the rest hangs off it.
+"""Episodic training of any method: the step does forward/backward/step, the rest hangs off it.
 
-Around the step: the per-iteration poly learning rate, loss records (metrics.jsonl,
+The method's model gives what differs: its loss (``model.loss(out, batch)``, a dict with
+``loss``) and, through its recipe, the optimizers with their learning-rate schedules
+(``ScheduledOptimizer``); the trainer never asks which method it trains.
+
+Around the step: the per-iteration learning rates, loss records (metrics.jsonl,
 TensorBoard), validation (evenly spaced within each epoch) with the shared evaluator,
 ``best.pt`` by mIoU, ``last.pt`` with everything needed to continue, automatic resume
 (mid-epoch included: the batches already done are skipped, so a resumed run ends with
@@ -25,10 +29,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.evaluate import run_evaluation
+from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
+                                optimizer_states)
 from fssam.engine.prior_cache import PriorCache
-from fssam.engine.schedule import poly_lr, validation_points
+from fssam.engine.schedule import validation_points
 from fssam.engine.train_data import ResumableSampler
-from fssam.models.losses import dice_loss
 from fssam.utils.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fssam.utils.logging import RunRecords
@@ -36,7 +41,6 @@ from fssam.utils.seed import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
 
-INPUT_KEYS = ("query_img", "support_imgs", "support_masks", "query_mask")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -45,16 +49,19 @@ class NonFiniteLossError(FloatingPointError):
 
 @dataclass
 class TrainSettings:
-    """Optimisation and bookkeeping settings (``configs/trainer``)."""
+    """Schedule and bookkeeping settings (``configs/trainer``).
+
+    Validation: ``val_per_epoch`` times per epoch (the last at its end) from the 0-based
+    epoch ``val_start_epoch`` on; epochs before ``val_mid_epoch_from`` validate only at
+    their end. ``amp_dtype`` float16 adds a gradient scaler.
+    """
 
     epochs: int
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    lr_power: float = 0.9
     max_iterations: int | None = None
     early_stop_patience: int | None = None
     val_per_epoch: int = 2
+    val_start_epoch: int = 0
+    val_mid_epoch_from: int = 0
     amp_dtype: torch.dtype | None = None
     save_every: int | None = None
     log_every: int = 20
@@ -72,16 +79,18 @@ class TrainState:
 
 
 class Trainer:
-    """Trains ``model`` (an FSSAM) on ``train_loader`` and validates on ``val_loader``.
+    """Trains ``model`` with ``optimizers`` on ``train_loader``; validates on ``val_loader``.
 
-    ``train_loader`` must use a ``ResumableSampler`` (``build_train_loader``); ``config``
-    (plain containers) is stored in every checkpoint; ``prior_cache`` keeps the priors of
-    the validation episodes.
+    ``model`` offers ``loss(out, batch)``, ``trainable_state_dict()`` and
+    ``load_trainable_state_dict()``. ``train_loader`` must use a ``ResumableSampler``
+    (``build_train_loader``); ``config`` (plain containers) is stored in every checkpoint;
+    ``prior_cache`` keeps the priors of the validation episodes.
     """
 
-    def __init__(self, *, model: torch.nn.Module, train_loader: DataLoader,
-                 val_loader: DataLoader | None, class_ids: Sequence[int], run_dir: str | Path,
-                 settings: TrainSettings, dist: DistInfo, config: dict[str, Any],
+    def __init__(self, *, model: torch.nn.Module, optimizers: Sequence[ScheduledOptimizer],
+                 train_loader: DataLoader, val_loader: DataLoader | None,
+                 class_ids: Sequence[int], run_dir: str | Path, settings: TrainSettings,
+                 dist: DistInfo, config: dict[str, Any],
                  prior_cache: PriorCache | None = None) -> None:
         if not isinstance(train_loader.sampler, ResumableSampler):
             raise TypeError("train_loader needs a ResumableSampler (see build_train_loader)")
@@ -90,9 +99,12 @@ class Trainer:
         self.train_loader, self.val_loader = train_loader, val_loader
         self.class_ids, self.prior_cache = list(class_ids), prior_cache
         self.run_dir, self.settings, self.dist, self.config = Path(run_dir), settings, dist, config
-        self.optimizer = torch.optim.AdamW(model.param_groups(), lr=settings.lr,
-                                           betas=tuple(settings.betas),
-                                           weight_decay=settings.weight_decay)
+        names = [o.name for o in optimizers]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"optimizers need distinct names, got {names}")
+        self.optimizers = list(optimizers)
+        fp16 = settings.amp_dtype == torch.float16 and dist.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
         self.iters_per_epoch = train_loader.sampler.num_batches(train_loader.batch_size)
         if self.iters_per_epoch < 1:
             raise ValueError(f"the training set ({len(train_loader.dataset)} items) is smaller "
@@ -104,9 +116,9 @@ class Trainer:
 
     @staticmethod
     def _wrap(model: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
-        """DDP over several processes. Some trainable SAM 2 parameters never receive a
-        gradient (heads FSSAM does not use); a static graph handles them without the cost
-        of ``find_unused_parameters``."""
+        """DDP over several processes. Some trainable parameters may never receive a
+        gradient (SAM 2 heads FSSAM does not use, HMNet's unused last support branch); a
+        static graph handles them without the cost of ``find_unused_parameters``."""
         if dist.world_size == 1:
             return model
         device_ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -121,11 +133,13 @@ class Trainer:
         return torch.autocast(device_type="cuda", dtype=dtype)
 
     def train_step(self, batch: dict[str, Any]) -> torch.Tensor:
-        """Forward, Dice loss, backward, optimizer step; returns the loss averaged over ranks."""
-        inputs = {k: batch[k].to(self.dist.device, non_blocking=True) for k in INPUT_KEYS}
+        """Forward, the model's loss, backward, every optimizer's step; returns the loss
+        averaged over ranks."""
+        inputs = {k: v.to(self.dist.device, non_blocking=True) for k, v in batch.items()
+                  if isinstance(v, torch.Tensor)}
         with self.autocast():
             out = self.ddp(inputs)
-        loss = dice_loss(out["logits"].float(), inputs["query_mask"])
+        loss = self.model.loss(out, inputs)["loss"]
         mean = all_reduce_sum(loss.detach().clone()) / self.dist.world_size
         if not torch.isfinite(mean):
             it = self.state.iteration + 1
@@ -133,9 +147,7 @@ class Trainer:
                 f"non-finite loss ({mean.item()}) at iteration {it} (epoch "
                 f"{(it - 1) // self.iters_per_epoch}): training stopped; {ckpt.LAST} holds the "
                 f"last saved state")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        backward_and_step(loss, self.optimizers, self.scaler)
         return mean
 
     # -- the loop ---------------------------------------------------------------------
@@ -165,17 +177,14 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, start=done * self.train_loader.batch_size)
         if hasattr(self.train_loader.dataset, "set_epoch"):
             self.train_loader.dataset.set_epoch(epoch)
-        per_epoch = self.settings.val_per_epoch
-        checks = validation_points(ipe, per_epoch) if per_epoch else set()
+        checks = self._validation_points(epoch)
         self.ddp.train()
         bar = tqdm(total=ipe, initial=done, desc=f"epoch {epoch}", dynamic_ncols=True,
                    disable=not self._show_progress())
         with bar:
             for batch in self.train_loader:
-                lr = poly_lr(self.settings.lr, self.state.iteration, self.total_iterations,
-                             self.settings.lr_power)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                lr = [o.set_lr(self.state.iteration, self.total_iterations)
+                      for o in self.optimizers][0]
                 loss = self.train_step(batch).item()
                 self.state.iteration += 1
                 done += 1
@@ -186,6 +195,14 @@ class Trainer:
                 if reason:
                     return reason
         return None
+
+    def _validation_points(self, epoch: int) -> set[int]:
+        """Batch counts of ``epoch`` after which to validate (see ``TrainSettings``)."""
+        s = self.settings
+        if not s.val_per_epoch or epoch < s.val_start_epoch:
+            return set()
+        per_epoch = s.val_per_epoch if epoch >= s.val_mid_epoch_from else 1
+        return validation_points(self.iters_per_epoch, per_epoch)
 
     def _after_step(self, loss: float, lr: float, *, validate: bool, epoch_end: bool,
                     limit: int) -> str | None:
@@ -251,7 +268,8 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------
     def _checkpoint(self, rng: list[dict[str, Any]]) -> dict[str, Any]:
         return {"model": self.model.trainable_state_dict(),
-                "optimizer": self.optimizer.state_dict(),
+                "optimizers": optimizer_states(self.optimizers),
+                "scaler": None if self.scaler is None else self.scaler.state_dict(),
                 "epoch": self.state.iteration // self.iters_per_epoch,
                 "iteration": self.state.iteration, "iterations_per_epoch": self.iters_per_epoch,
                 "best_miou": self.state.best_miou, "best_epoch": self.state.best_epoch,
@@ -276,7 +294,9 @@ class Trainer:
                 f"iterations per epoch, this run {self.iters_per_epoch} (the number of "
                 f"processes, the batch size or the dataset changed)")
         self.model.load_trainable_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_states(self.optimizers, state, path)
+        if self.scaler is not None and state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
         self.state = TrainState(state["iteration"], state["best_miou"], state["best_epoch"])
         self._losses = list(state.get("pending_losses", []))
         if len(state["rng"]) == self.dist.world_size:

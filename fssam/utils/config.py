@@ -8,16 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
+
+from fssam.data.train_lists import AUTHORS, CHOICES as TRAIN_LISTS
 
 DATASETS = ("pascal", "coco", "toy")
 PROTOCOLS = ("pascal", "coco")
 COCO_SPLITS = ("interleaved", "contiguous")
 SUPPORT_ANNOTATIONS = ("mask", "bbox")
-SAM2_NAMES = ("tiny", "small", "base_plus", "large", "micro")
-DINO_VARIANTS = ("vitb14", "vitl14", "vitg14")
-REFINE_VERSIONS = ("v1", "v2")
-AMP_MODES = ("bf16", "none")
+AMP_MODES = ("bf16", "fp16", "none")
+NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks")
 DEVICES = ("auto", "cuda", "cpu")
 
 
@@ -25,84 +26,87 @@ class ConfigError(ValueError):
     """A config value is invalid; the message names the key."""
 
 
-def _fail(key: str, value: Any, why: str) -> NoReturn:
+def fail(key: str, value: Any, why: str) -> NoReturn:
     raise ConfigError(f"{key}={value!r}: {why}")
 
 
-def _int(cfg: DictConfig, key: str, low: int | None = None, high: int | None = None,
+def check_int(cfg: DictConfig, key: str, low: int | None = None, high: int | None = None,
          optional: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        _fail(key, value, "must be an integer")
+        fail(key, value, "must be an integer")
     if low is not None and value < low:
-        _fail(key, value, f"must be >= {low}" + (f" and <= {high}" if high is not None else ""))
+        fail(key, value, f"must be >= {low}" + (f" and <= {high}" if high is not None else ""))
     if high is not None and value > high:
-        _fail(key, value, f"must be <= {high}" + (f" and >= {low}" if low is not None else ""))
+        fail(key, value, f"must be <= {high}" + (f" and >= {low}" if low is not None else ""))
 
 
-def _choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> None:
+def check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> None:
     value = OmegaConf.select(cfg, key)
     if value not in choices:
-        _fail(key, value, f"must be one of {', '.join(choices)}")
+        fail(key, value, f"must be one of {', '.join(choices)}")
 
 
-def _positive(cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
+def check_number(cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(key, value, "must be a number")
+        fail(key, value, "must be a number")
     if value < 0 or (value == 0 and not allow_zero):
-        _fail(key, value, "must be >= 0" if allow_zero else "must be > 0")
+        fail(key, value, "must be >= 0" if allow_zero else "must be > 0")
 
 
 def _check_scale_range(value: Any) -> None:
     pair = list(value) if OmegaConf.is_list(value) or isinstance(value, (list, tuple)) else []
     numbers = [v for v in pair if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(pair) != 2 or len(numbers) != 2 or not 0 < numbers[0] <= numbers[1]:
-        _fail("dataset.scale_range", value, "must be [low, high] with 0 < low <= high")
+        fail("dataset.scale_range", value, "must be [low, high] with 0 < low <= high")
+
+
+def _check_train_list(data: DictConfig) -> None:
+    value = OmegaConf.select(data, "train_list")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        fail("dataset.train_list", value, f"must be {', '.join(TRAIN_LISTS)} or a list file")
+    if value == AUTHORS and data.protocol != "pascal":
+        fail("dataset.train_list", value, f"the authors' list is PASCAL's; for "
+             f"protocol {data.protocol} use 'all' or a list file")
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Check the keys shared by training and testing: split, shot, dataset, sam2, model."""
-    _int(cfg, "split", 0, 3)
-    _int(cfg, "shot", 1)
-    _int(cfg, "seed", 0)
-    _choice(cfg, "dataset.name", DATASETS)
-    _choice(cfg, "dataset.protocol", PROTOCOLS)
-    _choice(cfg, "dataset.coco_split", COCO_SPLITS)
-    _choice(cfg, "dataset.support_annotation", SUPPORT_ANNOTATIONS)
+    """Check the keys shared by training and testing (split, shot, dataset, the model's
+    input size), then the method's own keys with the function ``model.checks`` names."""
+    check_int(cfg, "split", 0, 3)
+    check_int(cfg, "shot", 1)
+    check_int(cfg, "seed", 0)
+    check_choice(cfg, "dataset.name", DATASETS)
+    check_choice(cfg, "dataset.protocol", PROTOCOLS)
+    check_choice(cfg, "dataset.coco_split", COCO_SPLITS)
+    check_choice(cfg, "dataset.support_annotation", SUPPORT_ANNOTATIONS)
     _check_scale_range(OmegaConf.select(cfg, "dataset.scale_range"))
-    _choice(cfg, "sam2.name", SAM2_NAMES)
-    _int(cfg, "sam2.image_size", 32)
-    if cfg.sam2.image_size % 32:
-        _fail("sam2.image_size", cfg.sam2.image_size, "must be a multiple of 32")
-    _choice(cfg, "model.dino_variant", DINO_VARIANTS)
-    _choice(cfg, "model.refine_version", REFINE_VERSIONS)
-    _int(cfg, "model.num_refine", 0)
-    _int(cfg, "model.dino_input_size", 14)
-    if cfg.model.dino_input_size % 14:
-        _fail("model.dino_input_size", cfg.model.dino_input_size, "must be a multiple of 14")
+    check_int(cfg, "model.image_size", 1)
+    _check_train_list(cfg.dataset)
     wanted = OmegaConf.select(cfg, "experiment_dataset")
     if wanted is not None and wanted != cfg.dataset.name:
-        _fail("dataset", cfg.dataset.name, f"experiment {cfg.experiment_name} is the recipe for "
-              f"dataset={wanted}")
+        fail("dataset", cfg.dataset.name, f"experiment {cfg.experiment_name} is the recipe for "
+             f"dataset={wanted}")
+    checks = OmegaConf.select(cfg, "model.checks")
+    if checks is not None:
+        get_method(checks)(cfg)
 
 
 def validate_trainer(trainer: DictConfig) -> None:
     """Check the ``trainer`` group (keys are reported as ``trainer.<key>``)."""
     cfg = OmegaConf.create({"trainer": trainer})
-    for key in ("lr", "lr_power"):
-        _positive(cfg, f"trainer.{key}")
-    _positive(cfg, "trainer.weight_decay", allow_zero=True)
-    for key, low in (("batch_size", 1), ("epochs", 1), ("val_per_epoch", 0), ("val_episodes", 1),
+    for key, low in (("batch_size", 1), ("epochs", 1), ("val_per_epoch", 0),
+                     ("val_start_epoch", 0), ("val_mid_epoch_from", 0), ("val_episodes", 1),
                      ("val_seed", 0), ("val_batch_size", 1), ("num_workers", 0), ("log_every", 1)):
-        _int(cfg, f"trainer.{key}", low)
+        check_int(cfg, f"trainer.{key}", low)
     for key in ("total_batch_size", "max_iterations", "early_stop_patience", "save_every",
                 "num_threads"):
-        _int(cfg, f"trainer.{key}", 1, optional=True)
-    _choice(cfg, "trainer.amp", AMP_MODES)
-    _choice(cfg, "trainer.device", DEVICES)
+        check_int(cfg, f"trainer.{key}", 1, optional=True)
+    check_choice(cfg, "trainer.amp", AMP_MODES)
+    check_choice(cfg, "trainer.device", DEVICES)
 
 
 def per_process_batch(trainer: DictConfig, world_size: int) -> int:
@@ -111,15 +115,17 @@ def per_process_batch(trainer: DictConfig, world_size: int) -> int:
     if total is None:
         return int(trainer.batch_size)
     if total % world_size:
-        _fail("trainer.total_batch_size", total, f"is not divisible by the {world_size} "
-              "processes; set trainer.total_batch_size=null to use trainer.batch_size per process")
+        fail("trainer.total_batch_size", total, f"is not divisible by the {world_size} "
+             "processes; set trainer.total_batch_size=null to use trainer.batch_size per process")
     return total // world_size
 
 
 def model_kwargs(model_cfg: DictConfig) -> DictConfig:
-    """The ``model`` group without ``name`` (a run-folder label), ready for ``instantiate``."""
+    """The ``model`` group ready for ``instantiate``: without the run-folder labels
+    (``name``, ``variant``), the training recipe (``optim``) and ``checks``."""
     container = OmegaConf.to_container(model_cfg, resolve=True)
-    container.pop("name", None)
+    for key in NOT_BUILDER_KEYS:
+        container.pop(key, None)
     return OmegaConf.create(container)
 
 
@@ -129,7 +135,7 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
     data = cfg.dataset
     return {
         "dataset": data.protocol, "root": str(data.root), "fold": int(cfg.split),
-        "shot": int(cfg.shot), "mode": mode, "image_size": int(cfg.sam2.image_size),
+        "shot": int(cfg.shot), "mode": mode, "image_size": int(cfg.model.image_size),
         "num_episodes": num_episodes, "seed": int(cfg.seed if seed is None else seed),
         "coco_split": data.coco_split, "support_annotation": data.support_annotation,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 
 METRICS = "metrics.jsonl"
@@ -143,8 +144,10 @@ def git_description() -> str:
 
 def environment_description(world_size: int) -> str:
     """Python, platform, library versions, devices and the command line."""
+    group = dist.get_backend() if dist.is_available() and dist.is_initialized() else "none"
     lines = [f"python: {sys.version.split()[0]}", f"platform: {platform.platform()}",
-             f"command: {' '.join(sys.argv)}", f"processes: {world_size}"]
+             f"command: {' '.join(sys.argv)}", f"processes: {world_size}",
+             f"process group: {group}"]
     for name in PACKAGES:
         try:
             lines.append(f"{name}: {metadata.version(name)}")

@@ -86,7 +86,7 @@ def test_empty_list(pascal_root: Path, tmp_path: Path) -> None:
 def test_no_eligible_image(pascal_root: Path, tmp_path: Path) -> None:
     # fold 1 (novel 6..10): every training image holds class 6, 7 or 8
     with pytest.raises(ValueError, match="empty train list: no eligible image for pascal fold 1"):
-        make(pascal_root, tmp_path, mode="train", fold=1)
+        make(pascal_root, tmp_path, mode="train", fold=1, train_list="all")
 
 
 def test_unknown_dataset(pascal_root: Path, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ SIZE = 32
 
 def make(root: Path, cache: Path, **kwargs) -> EpisodicDataset:
     settings = {"dataset": "pascal", "fold": 0, "shot": 2, "mode": "val", "image_size": SIZE,
-                "num_episodes": 12, "seed": 3, **kwargs}
+                "num_episodes": 12, "seed": 3, "train_list": "all", **kwargs}
     return build_dataset(root=str(root), cache_dir=str(cache), **settings)
 
 

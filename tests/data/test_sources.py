@@ -13,7 +13,7 @@ def summary(records: list[sources.ImageRecord]) -> dict[str, tuple[int, ...]]:
 
 
 def build(root: Path, cache: Path, **kwargs) -> list[sources.ImageRecord]:
-    settings = {"dataset": "pascal", "fold": 0, "mode": "train", **kwargs}
+    settings = {"dataset": "pascal", "fold": 0, "mode": "train", "train_list": "all", **kwargs}
     return build_image_list(root=str(root), cache_dir=str(cache), workers=2, **settings)
 
 
@@ -96,6 +96,8 @@ def test_list_cache_reused_and_rebuilt(pascal_root: Path, tmp_path: Path,
     build(pascal_root, cache, mode="val")  # everything still cached
     build(pascal_root, cache, train_list=str(list_file))
     assert len(scans) == 6 and len(list(cache.glob("*.json"))) == 6
+    build(pascal_root, cache, mode="val", rebuild=True)  # read again, cache refreshed
+    assert len(scans) == 7 and len(list(cache.glob("*.json"))) == 6
 
 
 def test_pascal_labels_under_voc2012(fresh_pascal: Path, tmp_path: Path) -> None:

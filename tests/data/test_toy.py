@@ -232,7 +232,8 @@ def test_real_list_builders_and_loader_read_it(layout: str, coco_split: str,
     }
     for mode, count in expected.items():
         records = build_image_list(dataset=layout, root=str(root), fold=0, mode=mode,
-                                   coco_split=coco_split, cache_dir=str(tmp_path))
+                                   coco_split=coco_split, train_list="all",
+                                   cache_dir=str(tmp_path))
         assert len(records) == count
     dataset = build_dataset(dataset=layout, root=str(root), fold=0, shot=5, mode="val",
                             image_size=128, num_episodes=4, coco_split=coco_split,

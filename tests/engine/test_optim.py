@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fssam.engine.optim import ScheduledOptimizer, constant_factor, poly_factor
+from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, constant_factor,
+                               load_optimizer_states, optimizer_states, poly_factor)
 from fssam.engine.schedule import poly_lr
 
 
@@ -34,3 +35,40 @@ def test_set_lr_scales_each_groups_own_base_rate():
 
 def test_constant_factor_is_one_throughout():
     assert {constant_factor(done, 7) for done in range(8)} == {1.0}
+
+
+def _two_optimizers() -> tuple[torch.nn.Linear, list[ScheduledOptimizer]]:
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    sgd = torch.optim.SGD([net.weight], lr=0.1, momentum=0.9)
+    adamw = torch.optim.AdamW([net.bias], lr=0.01)
+    return net, [ScheduledOptimizer("sgd", sgd, poly_factor(0.9)),
+                 ScheduledOptimizer("adamw", adamw, constant_factor)]
+
+
+def test_backward_and_step_moves_every_optimizers_parameters():
+    net, optimizers = _two_optimizers()
+    before = [p.detach().clone() for p in net.parameters()]
+    backward_and_step(net(torch.ones(4, 3)).square().sum(), optimizers)
+    assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_optimizer_states_round_trip_by_name(tmp_path):
+    net, optimizers = _two_optimizers()
+    backward_and_step(net(torch.ones(4, 3)).sum(), optimizers)
+    saved = {"optimizers": optimizer_states(optimizers)}
+    _, fresh = _two_optimizers()
+    load_optimizer_states(fresh[::-1], saved, tmp_path / "last.pt")
+    momentum = fresh[0].optimizer.state_dict()["state"][0]["momentum_buffer"]
+    assert torch.equal(momentum, saved["optimizers"]["sgd"]["state"][0]["momentum_buffer"])
+    with pytest.raises(ValueError, match=r"holds optimizers \['adamw', 'sgd'\], this run has \['sgd'\]"):
+        load_optimizer_states(fresh[:1], saved, tmp_path / "last.pt")
+
+
+def test_single_optimizer_checkpoints_still_load(tmp_path):
+    net, optimizers = _two_optimizers()
+    backward_and_step(net(torch.ones(4, 3)).sum(), optimizers[:1])
+    legacy = {"optimizer": optimizers[0].optimizer.state_dict()}
+    _, fresh = _two_optimizers()
+    load_optimizer_states(fresh[:1], legacy, tmp_path / "last.pt")
+    assert fresh[0].optimizer.state_dict()["state"]

@@ -17,6 +17,7 @@ from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.schedule import poly_lr, validation_points
 from fssam.engine.trainer import NonFiniteLossError, Trainer
+from fssam.models.fssam import FSSAM
 
 ROOT = Path(__file__).resolve().parents[2]
 PARITY = ROOT / "tests" / "fixtures" / "parity"
@@ -111,7 +112,7 @@ def test_run_records_and_checkpoints(toy_root, tmp_path, script):
     assert last["best_miou"] == max(r["miou"] for r in val)
     best = load_checkpoint(run_dir / "best.pt")
     assert best["iteration"] == max(val, key=lambda r: r["miou"])["iteration"]
-    assert set(last["model"]) == set(best["model"]) and last["optimizer"]["state"]
+    assert set(last["model"]) == set(best["model"]) and last["optimizers"]["adamw"]["state"]
     assert len(list((tmp_path / "priors").glob("*/*.pt"))) == 4  # one file per episode
 
 
@@ -139,9 +140,9 @@ def test_interrupted_run_resumes_to_identical_weights(toy_root, tmp_path, script
     assert a["iteration"] == b["iteration"] == 6 and a["epoch"] == b["epoch"] == 1
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
-    for index, state in a["optimizer"]["state"].items():
+    for index, state in a["optimizers"]["adamw"]["state"].items():
         for name, value in state.items():
-            assert torch.equal(value, b["optimizer"]["state"][index][name]), (index, name)
+            assert torch.equal(value, b["optimizers"]["adamw"]["state"][index][name]), (index, name)
     assert a["best_miou"] == b["best_miou"]
     assert records(run_a, "train") == records(run_b, "train")
     assert records(run_a, "val") == records(run_b, "val")
@@ -156,14 +157,14 @@ def test_resume_refuses_a_different_epoch_length(toy_root, tmp_path, script):
 
 
 def test_non_finite_loss_stops_with_the_iteration(toy_root, tmp_path, script, monkeypatch):
-    calls, real_loss = [], trainer_module.dice_loss
+    calls, real_loss = [], FSSAM.loss
 
-    def nan_on_second(logits, target):
+    def nan_on_second(self, out, batch):
         calls.append(1)
-        loss = real_loss(logits, target)
-        return loss * float("nan") if len(calls) == 2 else loss
+        losses = real_loss(self, out, batch)
+        return {"loss": losses["loss"] * float("nan") if len(calls) == 2 else losses["loss"]}
 
-    monkeypatch.setattr(trainer_module, "dice_loss", nan_on_second)
+    monkeypatch.setattr(FSSAM, "loss", nan_on_second)
     cfg = config(toy_root, tmp_path / "exp", "trainer.max_iterations=4", "trainer.save_every=1",
                  "trainer.val_per_epoch=0")
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss \(nan\) at iteration 2 \(epoch 0\)"):
@@ -191,3 +192,19 @@ def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
     # Started again, the run stays stopped.
     assert script.train(cfg) == summary
     assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
+
+
+def test_validation_starts_late_and_splits_epochs_only_from_the_set_epoch(
+        toy_root, tmp_path, script, monkeypatch):
+    calls = []
+
+    def scripted(*args, **kwargs):
+        calls.append(1)
+        return {"miou": float(len(calls)), "fbiou": 50.0, "class_iou": {}}
+
+    monkeypatch.setattr(trainer_module, "run_evaluation", scripted)
+    cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=4", "trainer.max_iterations=null",
+                 "trainer.val_start_epoch=1", "trainer.val_mid_epoch_from=3")
+    script.train(cfg)
+    # 4 iterations per epoch: epochs 1 and 2 at their end only, epoch 3 twice; none in 0.
+    assert [r["iteration"] for r in records(tmp_path / "exp" / RUN, "val")] == [8, 12, 14, 16]

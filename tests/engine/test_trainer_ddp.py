@@ -30,7 +30,7 @@ def overrides(tmp: Path, exp_dir: Path, batch_size: int) -> list[str]:
             f"exp_dir={exp_dir}", f"sam2.config={config}",
             f"sam2.checkpoint={PARITY / 'micro_weights.pt'}", "sam2.image_size=64",
             f"trainer.batch_size={batch_size}", "trainer.max_iterations=2",
-            "trainer.lr_power=1e-9",  # constant lr: the epoch lengths differ (17 vs 16)
+            "model.optim.power=1e-9",  # constant lr: the epoch lengths differ (17 vs 16)
             "trainer.val_per_epoch=1", "trainer.val_episodes=3", "trainer.num_threads=1",
             "trainer.progress=false"]
 

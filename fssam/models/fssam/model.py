@@ -15,6 +15,7 @@ from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
 from fssam.models.fssam.prior import PseudoPromptGenerator
+from fssam.models.losses import dice_loss
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,10 @@ class FSSAM(nn.Module):
             raise KeyError(f"trainable state dict mismatch: missing {missing}, "
                            f"unexpected {unexpected}")
         self.load_state_dict(dict(state), strict=False)
+
+    def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Dice of ``sigmoid(out["logits"])`` against ``batch["query_mask"] == 1``."""
+        return {"loss": dice_loss(out["logits"].float(), batch["query_mask"])}
 
     # -- forward ----------------------------------------------------------------------
     def compute_priors(self, batch: Mapping[str, Tensor]) -> Tensor:

@@ -56,14 +56,14 @@ def hybrid_orders(side: int, ratio: int) -> Tensor:
 
 
 def _steps(order: Tensor, first: int, count: int) -> Tensor:
-    """Step at which each token ``first + i`` (i < count) is read first, per direction."""
-    steps = torch.full((order.shape[0], count), -1, dtype=torch.long)
-    for_tokens = torch.arange(order.shape[1]).expand_as(order)
+    """Step at which each token ``first + i`` (i < count) is first read, per direction
+    (4, count): query pixels are read once, the support tokens' first reads are the first
+    recap."""
     picked = (order >= first) & (order < first + count)
-    first_read = picked & (picked.cumsum(1) <= count)   # support tokens: the first copy only
-    steps.scatter_(1, (order[first_read] - first).view(len(order), count),
-                   for_tokens[first_read].view(len(order), count))
-    return steps
+    first_reads = picked & (picked.cumsum(1) <= count)
+    tokens = (order[first_reads] - first).view(len(order), count)
+    steps = torch.arange(order.shape[1]).expand_as(order)[first_reads].view(len(order), count)
+    return torch.empty_like(steps).scatter_(1, tokens, steps)
 
 
 def _read(y: Tensor, steps: Tensor) -> Tensor:
@@ -79,7 +79,8 @@ def query_intercepted_step(h: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Te
     ``h`` (b, d, N), ``u`` / ``delta`` (b, d, L) with delta raw (bias and softplus applied
     here), ``A`` (d, N), ``B`` / ``C`` (b, N, L), ``D`` (d,) or (1,), ``delta_bias`` (d,)::
 
-        y[e, t] = Σ_n C[n, t] (exp(Δ[e, t] A[e, n]) h[e, n] + Δ[e, t] B[n, t] u[e, t]) + D[e] u[e, t]
+        y[e, t] = Σ_n C[n, t] (exp(Δ[e, t] A[e, n]) h[e, n] + Δ[e, t] B[n, t] u[e, t])
+                  + D[e] u[e, t]
     """
     h, u, A, B, C = h.float(), u.float(), A.float(), B.float(), C.float()
     delta = F.softplus(delta.float() + delta_bias.float()[:, None])

@@ -1,10 +1,12 @@
-"""Shared HMNet fixtures: the release's scan cases and random scan cases; the release's
-reference tensors, its weights rebuilt (and written as a release checkpoint), the parity
-inputs, and the parity README's probes and tolerances."""
+"""Shared HMNet test pieces: the release's scan cases (``release_name`` is parametrized over
+them) and random scan cases, the release's reference tensors, its weights rebuilt (and
+written as a release checkpoint), the parity inputs, and the parity README's probes and
+tolerances."""
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-PARITY_HMNET = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
-CASES = torch.load(PARITY_HMNET / "scan_cases.pt", weights_only=True)
+from fssam.models.hmnet import ss2d
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
+CASES = torch.load(FIXTURES / "scan_cases.pt", weights_only=True)
+PIXEL_MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1) * 255
+PIXEL_STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1) * 255
 SCAN_NAMES = sorted({k.split(".")[0] for k in CASES if k != "meta" and f"{k.split('.')[0]}.h"
                      not in CASES})
 
@@ -63,15 +69,11 @@ def _grads(fn, kwargs: dict, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor,
     return y.detach(), last.detach(), {k: v.grad for k, v in leaves.items()}
 
 
-PIXEL_MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1) * 255
-PIXEL_STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1) * 255
-
-
 def rebuild_release_weights(backbone: str, prefix: str = "") -> dict[str, torch.Tensor]:
     """The release model's state_dict entries under ``prefix`` (prefix stripped), rebuilt
     from ``weights_<backbone>.pt`` by the parity README's recipe; every float tensor is
     checked against its stored SHA-256."""
-    spec = torch.load(PARITY_HMNET / f"weights_{backbone}.pt", weights_only=True)
+    spec = torch.load(FIXTURES / f"weights_{backbone}.pt", weights_only=True)
     state = {}
     for row in spec["rows"]:
         key, shape = row["key"], tuple(row["shape"])
@@ -111,7 +113,7 @@ def release_state(backbone: str, shot: int) -> dict[str, torch.Tensor]:
 
 
 def load_parity(name: str) -> dict:
-    return torch.load(PARITY_HMNET / f"{name}.pt", weights_only=True)
+    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
 def parity_batch(episodes: list[int], shot: int) -> dict[str, torch.Tensor]:
@@ -213,24 +215,6 @@ def pytest_terminal_summary(terminalreporter):
 
 
 @pytest.fixture(scope="session")
-def hmnet_parity():
-    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = load_parity(name)
-        return cache[name]
-    return get
-
-
-@pytest.fixture(scope="session")
-def release_weights():
-    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
-    return rebuild_release_weights
-
-
-@pytest.fixture(scope="session")
 def hmnet_batch():
     """``hmnet_batch(episodes, shot)``: the model batch of the parity inputs."""
     return parity_batch
@@ -268,3 +252,41 @@ def random_case():
 @pytest.fixture
 def scan_grads():
     return _grads
+
+
+@pytest.fixture(scope="session")
+def hmnet_parity():
+    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = load_parity(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def release_weights():
+    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
+    return rebuild_release_weights
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Every ``selective_scan`` and ``query_intercepted_step`` call SS2D makes while the test
+    runs: ``{"scan": [...], "qim": [...]}`` of (named arguments, result). Per forward of the
+    stack: a self block makes one scan call (query and support stacked on the batch, query
+    first); a hybrid block the recapped scan, then the support-state scan, then one QIM."""
+    calls: dict[str, list] = {"scan": [], "qim": []}
+
+    def recorder(name, fn):
+        def call(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            calls[name].append((inspect.signature(fn).bind(*args, **kwargs).arguments, result))
+            return result
+        return call
+    monkeypatch.setattr(ss2d, "selective_scan", recorder("scan", ss2d.selective_scan))
+    monkeypatch.setattr(ss2d, "query_intercepted_step",
+                        recorder("qim", ss2d.query_intercepted_step))
+    return calls

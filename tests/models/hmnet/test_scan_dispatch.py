@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 import torch
 
 from fssam.models.hmnet import scan
 from fssam.models.hmnet.scan import resolve_impl, selective_scan, selective_scan_naive
+from fssam.models.hmnet.scan.mamba import selective_scan_mamba
 
 
 def test_auto_is_the_torch_scan_on_cpu(monkeypatch):
@@ -58,3 +62,24 @@ def test_mismatched_argument_is_named(bad, match, random_case):
     kwargs = {**random_case(seed=0, length=7), **bad}
     with pytest.raises(ValueError, match=match):
         selective_scan(**kwargs, impl="torch")
+
+
+def test_mamba_ssm_wrapper_passes_float32_arguments_in_order(monkeypatch, random_case):
+    """The wrapper's call of mamba_ssm.selective_scan_fn, with a stand-in module that
+    computes the same function (the real one needs CUDA)."""
+    calls = []
+
+    def fake_selective_scan_fn(*args):
+        calls.append([a.dtype for a in args if isinstance(a, torch.Tensor)])
+        return selective_scan_naive(*args)
+
+    interface = types.ModuleType("mamba_ssm.ops.selective_scan_interface")
+    interface.selective_scan_fn = fake_selective_scan_fn
+    for name in ("mamba_ssm", "mamba_ssm.ops"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, interface.__name__, interface)
+    kwargs = random_case(seed=2, length=12)
+    half = {k: v.half() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+    y, last = selective_scan_mamba(**half)
+    assert calls == [[torch.float32] * 8]
+    torch.testing.assert_close((y, last), selective_scan_naive(**half))

@@ -3,20 +3,17 @@ against the release's selective_scan_cross cases, and the hybrid core's invarian
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
 import torch
 
-from fssam.models.hmnet import ss2d
-from fssam.models.hmnet.scan import selective_scan_naive
 from fssam.models.hmnet.ss2d import SS2D, hybrid_orders, query_intercepted_step, self_orders
 
 TOL = {"atol": 1e-4, "rtol": 1e-4}   # parity README: ss2d_cases.pt / scan_cases.pt
 
 
 def close(actual: torch.Tensor, expected: torch.Tensor, name: str) -> None:
-    torch.testing.assert_close(actual.float(), expected.float(), **TOL, msg=lambda m: f"{name}: {m}")
+    torch.testing.assert_close(actual.float(), expected.float(), **TOL,
+                               msg=lambda m: f"{name}: {m}")
 
 
 @pytest.fixture(scope="module")
@@ -31,23 +28,6 @@ def small_ss2d(cases: dict, case: str, **kwargs) -> SS2D:
     prefix = f"{case}.w."
     module.load_state_dict({k[len(prefix):]: v for k, v in cases.items() if k.startswith(prefix)})
     return module.eval()
-
-
-@pytest.fixture
-def recorded(monkeypatch):
-    """Every selective-scan and QIM call SS2D makes: lists of (named arguments, result)."""
-    calls: dict[str, list] = {"scan": [], "qim": []}
-
-    def recorder(name, fn):
-        def call(*args, **kwargs):
-            result = fn(*args, **kwargs)
-            calls[name].append((inspect.signature(fn).bind(*args, **kwargs).arguments, result))
-            return result
-        return call
-    monkeypatch.setattr(ss2d, "selective_scan", recorder("scan", ss2d.selective_scan))
-    monkeypatch.setattr(ss2d, "query_intercepted_step",
-                        recorder("qim", ss2d.query_intercepted_step))
-    return calls
 
 
 def release_convention(order: torch.Tensor, side: int) -> torch.Tensor:

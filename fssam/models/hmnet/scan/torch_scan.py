@@ -3,7 +3,8 @@
 The recurrence ``h_t = a_t h_{t-1} + x_t B_t`` (``a_t = exp(dt_t A)``, ``x_t = dt_t u_t``)
 is computed block by block (``K`` tokens, sized so one work buffer holds about
 ``BLOCK_ELEMENTS`` floats). Inside a block the tokens are cut into ``M`` sub-chunks of
-``T = SUBCHUNK`` tokens and laid out as (b, T, M, d, n):
+``T = SUBCHUNK`` tokens and laid out as (b, T, M, n, d), channels innermost so that every
+broadcast runs over thousands of contiguous channels:
 
 1. a loop over the T positions scans every sub-chunk at once from a zero state, and turns
    the decays into products from the sub-chunk's start (``a_1 ... a_t``);
@@ -12,7 +13,9 @@ is computed block by block (``K`` tokens, sized so one work buffer holds about
 
 Only products of decays are formed (no division, no exponential of a cumulative sum), so
 decays that underflow float32 give the exact limit 0. Python loops run ``T + M`` times
-per block, never once per token. The backward pass (a custom autograd function) keeps
+per block, never once per token. Extra memory: three work buffers plus a few copies of the
+(b, d, L) inputs and output; about 1.1 GB at HMNet's largest call (b = 2, d = 2048,
+n = 16, L = 12800). The backward pass (a custom autograd function) keeps
 only the inputs and the state at each block's start, recomputes a block's states, and runs
 the adjoint recurrence ``lambda_t = C_t g_t + a_{t+1} lambda_{t+1}`` with the same code on
 the reversed block.
@@ -34,7 +37,7 @@ from fssam.models.hmnet.scan.common import (ScanInputs, check_arguments, finish,
 SUBCHUNK = 16
 """Tokens per sub-chunk (positions scanned one at a time, all sub-chunks together)."""
 BLOCK_ELEMENTS = 1 << 22
-"""Target size of one (b, K, d, n) work buffer, in elements (16 MiB in float32)."""
+"""Target size of one (b, K, n, d) work buffer, in elements (16 MiB in float32)."""
 
 
 class Plan(NamedTuple):
@@ -56,7 +59,7 @@ def plan(batch: int, channels: int, state: int, length: int, subchunk: int = SUB
 
 
 class Workspace(NamedTuple):
-    """Buffers of one block in the (b, T, M, d, n) layout, reused by every block."""
+    """Buffers of one block in the (b, T, M, n, d) layout, reused by every block."""
 
     decay: Tensor
     states: Tensor
@@ -64,43 +67,49 @@ class Workspace(NamedTuple):
 
     @classmethod
     def new(cls, like: Tensor, channels: int, state: int, p: Plan) -> Workspace:
-        shape = (like.shape[0], p.subchunk, p.block // p.subchunk, channels, state)
+        shape = (like.shape[0], p.subchunk, p.block // p.subchunk, state, channels)
         return cls(decay=like.new_empty(shape), states=like.new_empty(shape),
                    starts=like.new_empty(shape[0], 1, *shape[2:]))
 
 
+def _token_major(x: Tensor, length: int) -> Tensor:
+    """(b, c, L) -> (b, P, c) and (b, g, n, L) -> (b, P, n, g), contiguous, zero-padded
+    to ``length`` = P tokens."""
+    if x.dim() == 4:
+        return F.pad(x, (0, length - x.shape[-1])).permute(0, 3, 2, 1).contiguous()
+    out = x.new_zeros(x.shape[0], length, x.shape[1]) if length > x.shape[-1] else \
+        x.new_empty(x.shape[0], length, x.shape[1])
+    for i in range(x.shape[0]):  # 2-D copies take PyTorch's cache-blocked transpose
+        out[i, :x.shape[-1]].copy_(x[i].t())
+    return out
+
+
+def _channel_major(x: Tensor, length: int) -> Tensor:
+    """(b, P, c) -> (b, c, length): the first ``length`` tokens, contiguous."""
+    out = x.new_empty(x.shape[0], x.shape[2], length)
+    for i in range(x.shape[0]):
+        out[i].copy_(x[i, :length].t())
+    return out
+
+
 def _tokens(x: Tensor, subchunk: int) -> Tensor:
-    """(b, c, K) -> (b, T, M, c) view: token m*T + t at [:, t, m]."""
-    return x.unflatten(-1, (x.shape[-1] // subchunk, subchunk)).permute(0, 3, 2, 1)
+    """(b, K, ...) -> (b, T, M, ...) view: token m*T + t at [:, t, m]."""
+    return x.unflatten(1, (x.shape[1] // subchunk, subchunk)).transpose(1, 2)
 
 
-def _untokens(x: Tensor) -> Tensor:
-    """(b, T, M, c) -> (b, c, M*T), the inverse of ``_tokens``."""
-    return x.permute(0, 3, 2, 1).flatten(2)
-
-
-def _group_tokens(m: Tensor, subchunk: int) -> Tensor:
-    """(b, g, n, K) -> (b, T, M, g, 1, n) view."""
-    return m.unflatten(-1, (m.shape[-1] // subchunk, subchunk)).permute(0, 4, 3, 1, 2)[..., None, :]
-
-
-def _group_untokens(m: Tensor) -> Tensor:
-    """(b, T, M, g, 1, n) -> (b, g, n, M*T), the inverse of ``_group_tokens``."""
-    return m.squeeze(-2).permute(0, 3, 4, 2, 1).flatten(3)
-
-
-def scan_block(dt: Tensor, x: Tensor, A: Tensor, Bm: Tensor, h0: Tensor, ws: Workspace) -> Tensor:
-    """States of one block of tokens ``dt``, ``x`` (b, d, K), ``Bm`` (b, g, n, K) from ``h0``
-    (b, d, n), written to ``ws.states``; ``ws.decay`` then holds the decay from each
-    sub-chunk's start to each token and ``ws.starts`` the state before each sub-chunk.
-    Returns the state after the block."""
+def scan_block(dt: Tensor, x: Tensor, At: Tensor, Bm: Tensor, h0: Tensor, ws: Workspace
+               ) -> Tensor:
+    """States of one block of tokens ``dt``, ``x`` (b, K, d), ``Bm`` (b, K, n, g) from ``h0``
+    (b, n, d), with ``At`` = A transposed (n, d), written to ``ws.states``; ``ws.decay``
+    then holds the decay from each sub-chunk's start to each token and ``ws.starts`` the
+    state before each sub-chunk. Returns the state after the block."""
     decay, states, starts = ws.decay, ws.states, ws.starts
-    subchunk, chunks, channels = states.shape[1:4]
-    groups = Bm.shape[1]
-    torch.mul(_tokens(dt, subchunk)[..., None], A, out=decay)
+    subchunk, chunks = states.shape[1:3]
+    groups = Bm.shape[-1]
+    torch.mul(_tokens(dt, subchunk)[..., None, :], At, out=decay)
     decay.exp_()
-    torch.mul(_tokens(x, subchunk).unflatten(-1, (groups, -1))[..., None],
-              _group_tokens(Bm, subchunk), out=states.unflatten(3, (groups, -1)))
+    torch.mul(_tokens(x, subchunk).unflatten(-1, (groups, -1))[..., None, :, :],
+              _tokens(Bm, subchunk)[..., None], out=states.unflatten(-1, (groups, -1)))
     for t in range(1, subchunk):
         states[:, t].addcmul_(decay[:, t], states[:, t - 1])
         decay[:, t].mul_(decay[:, t - 1])
@@ -112,62 +121,67 @@ def scan_block(dt: Tensor, x: Tensor, A: Tensor, Bm: Tensor, h0: Tensor, ws: Wor
     return h
 
 
-def _readout(states: Tensor, Cm: Tensor) -> Tensor:
-    """``sum_n C h`` of a block: states (b, T, M, d, n), Cm (b, g, n, K) -> (b, d, K)."""
-    groups = Cm.shape[1]
-    y = torch.matmul(states.unflatten(3, (groups, -1)),
-                     _group_tokens(Cm, states.shape[1]).transpose(-1, -2))
-    return _untokens(y.flatten(3))
+def _contract_state(h: Tensor, w: Tensor, out: Tensor) -> None:
+    """``out[..., g, e] = sum_n h[..., n, g, e] w[..., n, g]`` with h (b, T, M, n, d), w
+    (..., n, g) for g groups of d // g channels, out (b, T, M, d) (a view is fine)."""
+    groups = w.shape[-1]
+    out, h = out.unflatten(-1, (groups, -1)), h.unflatten(-1, (groups, -1))
+    torch.mul(h[:, :, :, 0], w[..., 0, :, None], out=out)
+    for k in range(1, h.shape[3]):
+        out.addcmul_(h[:, :, :, k], w[..., k, :, None])
 
 
-def _pad(x: Tensor, length: int) -> Tensor:
-    return x if x.shape[-1] == length else F.pad(x, (0, length - x.shape[-1]))
+def _contract_channels(h: Tensor, v: Tensor, out: Tensor) -> None:
+    """``out[..., n, g] = sum_e h[..., n, g, e] v[..., g, e]`` with h (b, T, M, n, d), v
+    (b, T, M, d), out (b, T, M, n, g) for g groups of d // g channels."""
+    groups = out.shape[-1]
+    h, v = h.unflatten(-1, (groups, -1)), v.unflatten(-1, (groups, -1))
+    for j in range(groups):
+        out[..., j] = torch.matmul(h[..., j, :], v[..., j, :, None]).squeeze(-1)
 
 
 def scan_forward(inp: ScanInputs, keep_starts: bool = False
                  ) -> tuple[Tensor, Tensor, Tensor | None]:
     """``y0 = C h`` (b, d, L), the last state (b, d, n) and, if asked, the state before
-    each block (blocks, b, d, n)."""
+    each block (blocks, b, n, d)."""
     u, dt, A, B, C = inp
     batch, channels, length = u.shape
     p = plan(batch, channels, A.shape[1], length)
-    dt, x = _pad(dt, p.padded), _pad(dt * u, p.padded)
-    B, C = _pad(B, p.padded), _pad(C, p.padded)
+    x, dt = _token_major(dt * u, p.padded), _token_major(dt, p.padded)
+    B, C, At = _token_major(B, p.padded), _token_major(C, p.padded), A.t().contiguous()
     ws = Workspace.new(u, channels, A.shape[1], p)
-    y = u.new_empty(batch, channels, p.padded)
-    h = u.new_zeros(batch, channels, A.shape[1])
+    y = u.new_empty(batch, p.padded, channels)
+    h = u.new_zeros(batch, A.shape[1], channels)
     starts = []
     for i in range(p.blocks):
         sl = slice(i * p.block, (i + 1) * p.block)
         if keep_starts:
             starts.append(h)
-        h = scan_block(dt[..., sl], x[..., sl], A, B[..., sl], h, ws)
-        y[..., sl] = _readout(ws.states, C[..., sl])
-    return y[..., :length], h, torch.stack(starts) if keep_starts else None
+        h = scan_block(dt[:, sl], x[:, sl], At, B[:, sl], h, ws)
+        _contract_state(ws.states, _tokens(C[:, sl], p.subchunk), _tokens(y[:, sl], p.subchunk))
+    y = _channel_major(y, length)
+    return y, h.transpose(1, 2).contiguous(), torch.stack(starts) if keep_starts else None
 
 
-def _block_grads(fwd: Workspace, lam: Tensor, dt: Tensor, x: Tensor, gy: Tensor, A: Tensor,
-                 Bm: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of one block from its states (``fwd``, just recomputed) and adjoint
-    states ``lam`` (both (b, T, M, d, n)): with respect to x, dt (through the decay only),
-    B, C (b, g, n, K) and A. ``lam`` and ``fwd.decay`` are overwritten."""
-    subchunk, groups = lam.shape[1], Bm.shape[1]
-    h, lam_g = fwd.states.unflatten(3, (groups, -1)), lam.unflatten(3, (groups, -1))
-    gy_row = _tokens(gy, subchunk).unflatten(-1, (groups, -1))[..., None, :]
-    x_row = _tokens(x, subchunk).unflatten(-1, (groups, -1))[..., None, :]
-    grad_c = _group_untokens(torch.matmul(gy_row, h))
-    grad_b = _group_untokens(torch.matmul(x_row, lam_g))
-    grad_x = _untokens(torch.matmul(lam_g, _group_tokens(Bm, subchunk).transpose(-1, -2)
-                                    ).flatten(3))
-    # lambda_t a_t h_{t-1}: the gradient with respect to dt_t A
+def _block_grads(fwd: Workspace, lam: Tensor, dt: Tensor, x: Tensor, gy: Tensor, At: Tensor,
+                 Bm: Tensor, out: dict[str, Tensor]) -> Tensor:
+    """Gradients of one block (token-major ``dt``, ``x``, ``gy`` (b, K, d), ``Bm``
+    (b, K, n, g)) from its states (``fwd``, just recomputed) and adjoint states ``lam``
+    (b, T, M, n, d): those with respect to x, dt (through the decays), B and C go to the
+    block's views in ``out``; the one with respect to A (transposed, (n, d)) is returned.
+    ``lam`` and ``fwd.decay`` are overwritten."""
+    subchunk = lam.shape[1]
+    _contract_channels(fwd.states, _tokens(gy, subchunk), _tokens(out["C"], subchunk))
+    _contract_channels(lam, _tokens(x, subchunk), _tokens(out["B"], subchunk))
+    _contract_state(lam, _tokens(Bm, subchunk), _tokens(out["x"], subchunk))
+    # q_t = lambda_t a_t h_{t-1}: the gradient with respect to dt_t A
     dt_tok = _tokens(dt, subchunk)
-    torch.mul(dt_tok[..., None], A, out=fwd.decay)
+    torch.mul(dt_tok[..., None, :], At, out=fwd.decay)
     q = lam.mul_(fwd.decay.exp_())
     q[:, 1:].mul_(fwd.states[:, :-1])
     q[:, 0].mul_(fwd.starts[:, 0])
-    grad_a = torch.einsum("btmdn,btmd->dn", q, dt_tok)
-    grad_dt = _untokens(torch.einsum("btmdn,dn->btmd", q, A))
-    return grad_x, grad_dt, grad_b, grad_c, grad_a
+    _contract_state(q, At, _tokens(out["dt"], subchunk))
+    return q.mul_(dt_tok[..., None, :]).sum((0, 1, 2))
 
 
 def scan_backward(inp: ScanInputs, starts: Tensor, grad_y: Tensor, grad_last: Tensor
@@ -177,27 +191,27 @@ def scan_backward(inp: ScanInputs, starts: Tensor, grad_y: Tensor, grad_last: Te
     u, dt, A, B, C = inp
     batch, channels, length = u.shape
     p = plan(batch, channels, A.shape[1], length)
-    x, dt_pad = _pad(dt * u, p.padded), _pad(dt, p.padded)
-    dt_next = F.pad(dt_pad[..., 1:], (0, 1))  # a_{t+1}; no decay after the last token
-    B, C, grad_y = _pad(B, p.padded), _pad(C, p.padded), _pad(grad_y, p.padded)
+    x, dt_tok = _token_major(dt * u, p.padded), _token_major(dt, p.padded)
+    dt_next = F.pad(dt_tok[:, 1:], (0, 0, 0, 1))  # a_{t+1}; no decay after the last token
+    Bt, Ct, At = _token_major(B, p.padded), _token_major(C, p.padded), A.t().contiguous()
+    grad_y = _token_major(grad_y, p.padded)
     fwd = Workspace.new(u, channels, A.shape[1], p)
     adj = Workspace.new(u, channels, A.shape[1], p)
-    grad_x, grad_dt = torch.empty_like(x), torch.empty_like(x)
-    grad_b, grad_c = B.new_empty(B.shape), C.new_empty(C.shape)
-    grad_a = torch.zeros_like(A)
-    lam = grad_last
+    grads = {"x": torch.empty_like(x), "dt": torch.empty_like(x),
+             "B": torch.empty_like(Bt), "C": torch.empty_like(Ct)}
+    grad_a = torch.zeros_like(At)
+    lam = grad_last.transpose(1, 2).contiguous()
     for i in reversed(range(p.blocks)):
         sl = slice(i * p.block, (i + 1) * p.block)
-        scan_block(dt_pad[..., sl], x[..., sl], A, B[..., sl], starts[i], fwd)
-        lam = scan_block(dt_next[..., sl].flip(-1), grad_y[..., sl].flip(-1), A,
-                         C[..., sl].flip(-1), lam, adj)
-        gx, gdt, gb, gc, ga = _block_grads(fwd, adj.states.flip(1, 2), dt_pad[..., sl],
-                                           x[..., sl], grad_y[..., sl], A, B[..., sl])
-        grad_x[..., sl], grad_dt[..., sl], grad_b[..., sl], grad_c[..., sl] = gx, gdt, gb, gc
-        grad_a += ga
-    grad_x, grad_dt = grad_x[..., :length], grad_dt[..., :length]
-    return (grad_x * dt, grad_x * u + grad_dt, grad_a, grad_b[..., :length],
-            grad_c[..., :length])
+        scan_block(dt_tok[:, sl], x[:, sl], At, Bt[:, sl], starts[i], fwd)
+        lam = scan_block(dt_next[:, sl].flip(1), grad_y[:, sl].flip(1), At,
+                         Ct[:, sl].flip(1), lam, adj)
+        grad_a += _block_grads(fwd, adj.states.flip(1, 2), dt_tok[:, sl], x[:, sl],
+                               grad_y[:, sl], At, Bt[:, sl],
+                               {k: v[:, sl] for k, v in grads.items()})
+    grad_x, grad_dt = (_channel_major(grads[k], length) for k in ("x", "dt"))
+    grad_b, grad_c = (grads[k][:, :length].permute(0, 3, 2, 1) for k in ("B", "C"))
+    return grad_x * dt, grad_x * u + grad_dt, grad_a.t(), grad_b, grad_c
 
 
 class _ChunkedScan(torch.autograd.Function):

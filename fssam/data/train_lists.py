@@ -1,0 +1,114 @@
+"""Which images a fold trains on: the authors' list, every label, or a list file.
+
+``train_list`` (``dataset.train_list`` in the configs) takes one of:
+
+- ``"authors"``: the authors' PASCAL-5i training images (VOC2012 ``train`` ∪ SBD training
+  images, duplicates and VOC2012 ``val`` removed: 5953 ids), shipped in
+  ``fssam/data/lists/pascal_train_voc_sbd.txt``. The default for PASCAL.
+- ``"all"``: every training label found on disk (PASCAL: each ``SegmentationClassAug``
+  label not in ``val.txt``, 10582 images with the real data; COCO: each
+  ``annotations/train2014`` label, the authors' COCO setting). The default for COCO.
+- a path to a list file: one entry per line, either an image id (``2008_000008``, found
+  in the dataset's layout) or an ``image label`` pair of paths relative to the root.
+
+``None`` means the dataset's default (``DEFAULT_TRAIN_LIST``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+LIST_DIR = Path(__file__).resolve().parent / "lists"
+AUTHORS = "authors"
+ALL = "all"
+FILE = "file"
+CHOICES = (AUTHORS, ALL)
+DEFAULT_TRAIN_LIST = {"pascal": AUTHORS, "coco": ALL}
+# dataset -> (shipped file, SHA-256 of its bytes)
+AUTHORS_LISTS = {
+    "pascal": ("pascal_train_voc_sbd.txt",
+               "edb3f0cbd581ed65fcb3050ff172c52e6c28ea94ae0797725084a3526721249b"),
+}
+REFERENCE_COUNTS = {"pascal": "pascal_fold_counts.json", "coco": "coco_fold_counts.json"}
+
+
+@dataclass(frozen=True)
+class TrainList:
+    """A resolved choice: ``choice`` is "authors", "all" or "file"; ``path`` the list file
+    read (None for "all") and ``sha256`` the hash of its non-empty lines."""
+
+    choice: str
+    path: str | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        """``authors (5953 ids in ...)``-style one-line description."""
+        if self.choice == ALL:
+            return "all (every training label on disk)"
+        count = len(read_lines(self.path))
+        kind = "the authors' list" if self.choice == AUTHORS else "list file"
+        return f"{self.choice}: {kind} {self.path} ({count} entries)"
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Non-empty stripped lines of a list file; errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"list file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line.strip() for line in f]
+    lines = [line for line in lines if line]
+    if not lines:
+        raise ValueError(f"empty list file: {path}")
+    return lines
+
+
+def lines_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of the non-empty lines joined by newlines (blank lines do not count)."""
+    return hashlib.sha256("\n".join(read_lines(path)).encode()).hexdigest()
+
+
+def authors_list_path(dataset: str) -> Path:
+    """The shipped authors' list of ``dataset``, checked against its recorded SHA-256."""
+    if dataset not in AUTHORS_LISTS:
+        raise ValueError(f"train_list={AUTHORS!r}: the authors' training list ships for "
+                         f"{', '.join(AUTHORS_LISTS)} only; for {dataset} use {ALL!r} or a "
+                         f"list file")
+    name, expected = AUTHORS_LISTS[dataset]
+    path = LIST_DIR / name
+    if not path.is_file():
+        raise FileNotFoundError(f"the package's list file is missing: {path}")
+    actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    if actual != expected:
+        raise ValueError(f"{path} has SHA-256 {actual}, expected {expected}: the shipped "
+                         f"list was changed; reinstall the package")
+    return path
+
+
+def resolve_train_list(dataset: str, train_list: str | os.PathLike | None) -> TrainList:
+    """The choice behind ``train_list`` for ``dataset`` ("pascal" or "coco")."""
+    if dataset not in DEFAULT_TRAIN_LIST:
+        raise ValueError(f"unknown dataset {dataset!r} "
+                         f"(expected one of {', '.join(DEFAULT_TRAIN_LIST)})")
+    choice = DEFAULT_TRAIN_LIST[dataset] if train_list is None else str(train_list)
+    if choice == ALL:
+        return TrainList(ALL)
+    if choice == AUTHORS:
+        path = str(authors_list_path(dataset))
+        return TrainList(AUTHORS, path, lines_sha256(path))
+    if not choice.strip():
+        raise ValueError(f"train_list={choice!r}: expected {AUTHORS!r}, {ALL!r} or a list file")
+    path = os.path.abspath(choice)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"list file not found: {choice} (train_list takes "
+                                f"{AUTHORS!r}, {ALL!r} or the path of a list file)")
+    return TrainList(FILE, path, lines_sha256(path))
+
+
+def reference_counts_path(dataset: str) -> Path:
+    """The shipped per-fold counts of the authors' list builder for ``dataset``."""
+    if dataset not in REFERENCE_COUNTS:
+        raise ValueError(f"no reference counts for dataset {dataset!r}")
+    return LIST_DIR / REFERENCE_COUNTS[dataset]

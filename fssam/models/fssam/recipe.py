@@ -1,0 +1,20 @@
+"""FSSAM's training recipe (DESIGN.md section 5): AdamW over SAM 2's mask decoder, memory
+encoder and memory attention, per-iteration poly decay over all iterations, no warm-up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from fssam.engine.optim import ScheduledOptimizer, poly_factor
+
+
+def fssam_optimizers(model: torch.nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,
+                     betas: Sequence[float] = (0.9, 0.999), power: float = 0.9
+                     ) -> list[ScheduledOptimizer]:
+    """One AdamW over ``model.param_groups()``; the rate of a step is
+    ``lr * (1 - done / total) ** power`` with ``done`` the steps already taken."""
+    optimizer = torch.optim.AdamW(model.param_groups(), lr=lr, betas=tuple(betas),
+                                  weight_decay=weight_decay)
+    return [ScheduledOptimizer("adamw", optimizer, poly_factor(power))]
