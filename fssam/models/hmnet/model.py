@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from fssam.models.hmnet import ensemble as ens
 from fssam.models.hmnet.backbones import BACKBONES, backbone_stages, feature_channels
 from fssam.models.hmnet.decoder import decode, merge, meta_decoder, reduction
+from fssam.models.hmnet.losses import hmnet_losses
 from fssam.models.hmnet.mamba import VSSM
 from fssam.models.hmnet.priors import prior_maps, summarise_support, support_masks_on_grid
 from fssam.models.hmnet.pspnet import (FEATURE_KEYS, PPM, PPM_BINS, extract_feats,
@@ -117,6 +118,11 @@ class HMNet(nn.Module):
             raise KeyError(f"trainable state dict mismatch: missing {missing}, "
                            f"unexpected {unexpected}")
         self.load_state_dict(dict(state), strict=False)
+
+    def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Training loss of a train-mode ``out``: cross entropy of ``final`` plus the Dice of
+        ``meta`` against ``batch["query_mask"]`` {0,1,255} (``hmnet_losses``)."""
+        return hmnet_losses(out["final"], out["meta"], batch["query_mask"])
 
     # -- frozen part ------------------------------------------------------------------
     @torch.no_grad()

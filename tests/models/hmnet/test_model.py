@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fssam.models.hmnet import HMNet
+from fssam.models.hmnet.losses import hmnet_losses
 from fssam.models.hmnet.model import FROZEN_MODULES, TINY_SIZES
 from fssam.models.hmnet.recipe import hmnet_optimizers
 
@@ -143,6 +144,19 @@ def test_only_the_meta_learner_trains():
         frozen = name.startswith(tuple(f"{m}." for m in FROZEN_MODULES))
         assert p.requires_grad != frozen, name
         assert (p.grad is not None) == (not frozen and not name.startswith(unused)), name
+
+
+def test_loss_is_the_release_s_on_the_train_outputs():
+    model, batch = tiny(1).train(), episode()
+    batch.update(base_class_index=torch.tensor([2, 5]),
+                 query_mask=(torch.rand(2, SIDE, SIDE) > 0.5).long())
+    out = model(batch)
+    loss = model.loss(out, batch)
+    expected = hmnet_losses(out["final"], out["meta"], batch["query_mask"])
+    assert set(loss) == {"loss", "main", "aux"}
+    torch.testing.assert_close(loss["loss"], expected["loss"])
+    loss["loss"].backward()
+    assert model.cls_meta[3].weight.grad is not None
 
 
 def test_param_groups_and_release_optimisers_cover_every_trainable_parameter():
