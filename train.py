@@ -25,13 +25,15 @@ from omegaconf import DictConfig, OmegaConf
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
-from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
+from fssam.engine.feature_cache import reuse_from_config
+from fssam.engine.prior_cache import PriorCache, cache_settings
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.trainer import Trainer, TrainSettings
 from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
                                 validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
+from fssam.utils.fingerprint import weights_fingerprint
 from fssam.utils.logging import setup_logging, teardown_logging, write_run_records
 from fssam.utils.seed import seed_everything
 
@@ -87,11 +89,13 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
         prior_cache = val_prior_cache(cfg, model, info.device)
     log.info("%d training images, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
+    feature_cache, memo_gb = reuse_from_config(t.eval_cache)
     return Trainer(model=model, optimizers=build_optimizers(cfg, model),
                    train_loader=train_loader, val_loader=val_loader,
                    class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
                    run_dir=cfg.run_dir, settings=settings_from_config(t), dist=info,
-                   config=OmegaConf.to_container(cfg, resolve=True), prior_cache=prior_cache)
+                   config=OmegaConf.to_container(cfg, resolve=True), prior_cache=prior_cache,
+                   feature_cache=feature_cache, memo_gb=memo_gb)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:

@@ -102,6 +102,10 @@ def test_micro_and_debug_presets():
     ("trainer.val_start_epoch=-1", "trainer.val_start_epoch=-1: must be >= 0"),
     ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.early_stop_patience=0", "trainer.early_stop_patience=0: must be >= 1"),
+    ("trainer.eval_cache.enabled=maybe", "trainer.eval_cache.enabled='maybe': must be true or"),
+    ("trainer.eval_cache.size_gb=-1", "trainer.eval_cache.size_gb=-1: must be >= 0"),
+    ("trainer.eval_cache.memo_gb=lots", "trainer.eval_cache.memo_gb='lots': must be a number"),
+    ("trainer.eval_cache.storage=disk", "trainer.eval_cache.storage='disk': must be one of cpu"),
 ])
 def test_invalid_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError) as error:

@@ -5,12 +5,16 @@ split (base for training, novel for evaluation), and K distinct support images o
 class, none the query. Labels are binarised: 1 on the class, 255 kept, 0 elsewhere.
 Evaluation episode i is a pure function of (seed, i); training item i of
 (seed, epoch, i), so results do not depend on workers, processes or resumption.
+Evaluation items also name their images (``query_id``, ``support_ids``): the same name
+means the same model input, which lets evaluation reuse what frozen encoders computed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -43,6 +47,17 @@ def _image_tensor(image: np.ndarray) -> torch.Tensor:
 
 def _mask_tensor(label: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(label.astype(np.int64))
+
+
+def image_identity(path: str, transform: str) -> str:
+    """Name of the model input made from the image file ``path`` by ``transform``.
+
+    The file's identity (absolute path, size, modification time in ns) and the
+    (deterministic) transform's description: a file replaced or edited in place gets
+    another name.
+    """
+    stat = os.stat(path)
+    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{transform}"
 
 
 class EpisodicDataset(Dataset):
@@ -134,7 +149,14 @@ class EpisodicDataset(Dataset):
         if self.mode == "val":
             item["query_label"] = _mask_tensor(query_label)
             item["episode"] = torch.tensor(index, dtype=torch.int64)
+            item["query_id"] = self._identity(query)
+            item["support_ids"] = [self._identity(j) for j in supports]
         return item
+
+    def _identity(self, record_index: int) -> str:
+        """``image_identity`` of an evaluation image (resized by ``eval_transform``)."""
+        size = self.image_size
+        return image_identity(self.records[record_index].image, f"resize{size}x{size}:linear")
 
 
 def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size: int,
@@ -167,10 +189,27 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                            support_annotation=support_annotation, scale_range=scale_range)
 
 
-def collate_episodes(items: Sequence[dict[str, torch.Tensor]]) -> dict:
-    """Stack every tensor key; `query_label` stays a list (original sizes differ)."""
+def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:
+    """Stack every tensor key but `query_label` (original sizes differ); `query_label` and
+    the image names (`query_id`, `support_ids`) become lists over the batch."""
     batch: dict = {}
     for key in items[0]:
         values = [item[key] for item in items]
-        batch[key] = values if key == "query_label" else torch.stack(values)
+        stack = isinstance(values[0], torch.Tensor) and key != "query_label"
+        batch[key] = torch.stack(values) if stack else values
     return batch
+
+
+def episode_images(batch: Mapping[str, Any]) -> torch.Tensor:
+    """The n = b(1+K) images of a batch as (n, 3, H, W): the b queries, then the supports
+    episode by episode (episode 0's K supports first)."""
+    return torch.cat([batch["query_img"], batch["support_imgs"].flatten(0, 1)]).float()
+
+
+def episode_image_ids(batch: Mapping[str, Any]) -> list[str | None]:
+    """Names of the ``episode_images`` in the same order; None where a batch has none
+    (training items, user images)."""
+    b, shots = batch["support_imgs"].shape[:2]
+    queries = batch.get("query_id") or [None] * b
+    supports = batch.get("support_ids") or [[None] * shots] * b
+    return list(queries) + [name for episode in supports for name in episode]

@@ -23,7 +23,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from fssam.data import collate_episodes
+from fssam.data.episodic import episode_image_ids, episode_images
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
+from fssam.engine.feature_cache import (BatchFeatures, FeatureCache, PassMemo, log_reuse,
+                                        supports_feature_cache)
 from fssam.engine.prior_cache import PriorCache
 from fssam.engine.visualize import episode_panel, save_episode_png
 
@@ -79,11 +82,17 @@ class PriorOnly(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def forward(self, batch: dict[str, Any], **reuse: Any) -> dict[str, torch.Tensor]:
         priors = batch.get("priors")
         if priors is None:
-            priors = self.model(batch)["priors"]
+            priors = self.model(batch, **reuse)["priors"]
         return {"logits": priors[:, 0] - 0.5, "priors": priors}
+
+    def frozen_encoders(self) -> dict[str, str]:
+        return self.model.frozen_encoders()
+
+    def encode_images(self, name: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model.encode_images(name, images)
 
 
 def _autocast(
@@ -96,7 +105,9 @@ def _autocast(
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     keys = ("query_img", "support_imgs", "support_masks", "priors")
-    return {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
+    inputs = {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
+    inputs.update({k: batch[k] for k in ("query_id", "support_ids") if k in batch})
+    return inputs
 
 
 def _cached_priors(cache: PriorCache | None, episodes: Sequence[int]) -> torch.Tensor | None:
@@ -136,15 +147,27 @@ def evaluate_batch(
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
     prior_cache: PriorCache | None = None,
+    feature_cache: FeatureCache | None = None,
+    memo: PassMemo | None = None,
 ) -> list[torch.Tensor]:
-    """Run one batch, score every episode, fill the cache; returns the predictions."""
+    """Run one batch, score every episode, fill the caches; returns the predictions.
+
+    A model with frozen encoders (``supports_feature_cache``) gets their outputs from
+    ``feature_cache`` (or, without one, encoded image by image all the same) and ``memo``
+    (one that stores nothing when None).
+    """
     episodes = batch["episode"].tolist()
     inputs = _to_device(batch, device)
     cached = _cached_priors(prior_cache, episodes)
     if cached is not None:
         inputs["priors"] = cached.to(device)
+    reuse: dict[str, Any] = {}
+    if supports_feature_cache(model):
+        features = BatchFeatures(model, episode_images(inputs), episode_image_ids(inputs),
+                                 feature_cache)
+        reuse = {"features": features, "memo": memo if memo is not None else PassMemo(size_gb=0)}
     with _autocast(device, amp_dtype):
-        out = model(inputs)
+        out = model(inputs, **reuse)
     if prior_cache is not None and cached is None:
         for i, episode in enumerate(episodes):
             prior_cache.put(episode, out["priors"][i])
@@ -165,6 +188,8 @@ def run_evaluation(
     device: torch.device | str,
     amp_dtype: torch.dtype | None = None,
     prior_cache: PriorCache | None = None,
+    feature_cache: FeatureCache | None = None,
+    memo: PassMemo | None = None,
     vis_dir: str | os.PathLike | None = None,
     num_vis: int = 0,
     progress: bool = True,
@@ -173,24 +198,38 @@ def run_evaluation(
 
     Returns ``SegmentationEvaluator.compute()`` (identical on every rank). With a
     ``prior_cache``, cached priors are given to the model in ``batch["priors"]`` and
-    missing ones are stored. With ``vis_dir`` and ``num_vis > 0``, episodes with an index
-    below ``num_vis`` are written as PNG overlays by the rank that evaluates them.
+    missing ones are stored. ``feature_cache`` (kept across calls) and ``memo`` (only while
+    the weights do not change, e.g. the seeds of one test) reuse work across episodes
+    without changing any result (``fssam.engine.feature_cache``); their counters are logged
+    at the end. With ``vis_dir`` and ``num_vis > 0``, episodes with an index below
+    ``num_vis`` are written as PNG overlays by the rank that evaluates them.
     """
     device = torch.device(device)
     rank, _ = _rank_world()
     evaluator = SegmentationEvaluator(class_ids)
+    reuse = supports_feature_cache(model)
+    if reuse and feature_cache is not None:
+        feature_cache.begin_pass(model, device, amp_dtype)
+    if reuse and memo is not None:
+        memo.bind(model, (str(amp_dtype), device.type))
+    before = {"cache": feature_cache and feature_cache.stats(), "memo": memo and memo.stats()}
     was_training = model.training
     model.eval()
     try:
         bar = tqdm(loader, desc="eval", disable=not progress or rank != 0, dynamic_ncols=True)
         for batch in bar:
             preds = evaluate_batch(
-                model, batch, evaluator, device=device, amp_dtype=amp_dtype, prior_cache=prior_cache
+                model, batch, evaluator, device=device, amp_dtype=amp_dtype,
+                prior_cache=prior_cache, feature_cache=feature_cache, memo=memo,
             )
             if vis_dir is not None and num_vis > 0:
                 _save_overlays(Path(vis_dir), batch, preds, num_vis)
     finally:
         model.train(was_training)
+    if reuse and feature_cache is not None:
+        log_reuse("encoder cache", feature_cache.stats(), before["cache"])
+    if reuse and memo is not None:
+        log_reuse("pass memo", memo.stats(), before["memo"])
     return evaluator.compute()
 
 

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from fssam.utils.io import atomic_write
 
@@ -45,20 +44,6 @@ KEY_FIELDS = (
 )
 # Fields that may be left out; they then take this value.
 DEFAULTS = {"amp": "none"}
-
-
-def weights_fingerprint(module: nn.Module) -> str:
-    """SHA-256 (hex, 16 characters) of a module's state dict: names, dtypes, shapes, values.
-
-    Identifies the DINOv2 weights whatever their origin (a checkpoint file or random
-    initialisation), so the cache can never mix priors of different weights.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        data = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
-    return digest.hexdigest()[:16]
 
 
 def prior_cache_key(settings: Mapping[str, Any]) -> str:

@@ -27,10 +27,13 @@ from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
-from fssam.engine.prior_cache import PriorCache, cache_settings, weights_fingerprint
+from fssam.engine.feature_cache import PassMemo, reuse_from_config
+from fssam.engine.prior_cache import PriorCache, cache_settings
 from fssam.models.fssam import FSSAM, load_release_checkpoint
-from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
+from fssam.utils.config import (ConfigError, dataset_kwargs, model_kwargs, validate_config,
+                                validate_eval_cache)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
+from fssam.utils.fingerprint import weights_fingerprint
 from fssam.utils.io import atomic_write_text
 from fssam.utils.logging import setup_logging, teardown_logging
 from fssam.utils.seed import seed_everything
@@ -60,6 +63,7 @@ def compose_config(
 def validate_test_config(cfg: DictConfig) -> None:
     """Shared checks plus the test keys; errors name the key (``episodes=0: ...``)."""
     validate_config(cfg)
+    validate_eval_cache(cfg.trainer.eval_cache)
     if cfg.checkpoint_format not in CHECKPOINT_FORMATS:
         raise ConfigError(
             f"checkpoint_format={cfg.checkpoint_format!r}: must be one of "
@@ -118,6 +122,9 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
     per_seed: dict[int, dict[str, Any]] = {}
     start = time.perf_counter()
     dino_weights = weights_fingerprint(model.prior.dino) if cfg.prior_cache else None
+    # The weights never change here: support memories may be reused across all seeds.
+    feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
+    memo = PassMemo(size_gb=memo_gb) if memo_gb else None
     for number, seed in enumerate(cfg.seeds):
         dataset = build_dataset(
             **dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes), seed=int(seed))
@@ -134,6 +141,8 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
             device=info.device,
             amp_dtype=amp_dtype,
             prior_cache=_prior_cache(cfg, dino_weights, seed, amp_dtype),
+            feature_cache=feature_cache,
+            memo=memo,
             vis_dir=vis_dir,
             num_vis=int(cfg.vis),
             progress=bool(cfg.trainer.progress),

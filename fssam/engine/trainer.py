@@ -29,6 +29,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.evaluate import run_evaluation
+from fssam.engine.feature_cache import FeatureCache, PassMemo
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
 from fssam.engine.prior_cache import PriorCache
@@ -84,20 +85,24 @@ class Trainer:
     ``model`` offers ``loss(out, batch)``, ``trainable_state_dict()`` and
     ``load_trainable_state_dict()``. ``train_loader`` must use a ``ResumableSampler``
     (``build_train_loader``); ``config`` (plain containers) is stored in every checkpoint;
-    ``prior_cache`` keeps the priors of the validation episodes.
+    ``prior_cache`` keeps the priors of the validation episodes; ``feature_cache`` the
+    frozen encoders' outputs across validations; each validation gets a new ``PassMemo`` of
+    ``memo_gb`` (0: none), so nothing that depends on trained weights outlives a step.
     """
 
     def __init__(self, *, model: torch.nn.Module, optimizers: Sequence[ScheduledOptimizer],
                  train_loader: DataLoader, val_loader: DataLoader | None,
                  class_ids: Sequence[int], run_dir: str | Path, settings: TrainSettings,
                  dist: DistInfo, config: dict[str, Any],
-                 prior_cache: PriorCache | None = None) -> None:
+                 prior_cache: PriorCache | None = None,
+                 feature_cache: FeatureCache | None = None, memo_gb: float = 0.0) -> None:
         if not isinstance(train_loader.sampler, ResumableSampler):
             raise TypeError("train_loader needs a ResumableSampler (see build_train_loader)")
         self.model = model.to(dist.device)
         self.ddp = self._wrap(self.model, dist)
         self.train_loader, self.val_loader = train_loader, val_loader
         self.class_ids, self.prior_cache = list(class_ids), prior_cache
+        self.feature_cache, self.memo_gb = feature_cache, memo_gb
         self.run_dir, self.settings, self.dist, self.config = Path(run_dir), settings, dist, config
         names = [o.name for o in optimizers]
         if not names or len(set(names)) != len(names):
@@ -251,6 +256,8 @@ class Trainer:
                                     device=self.dist.device,
                                     amp_dtype=self.settings.amp_dtype if cuda else None,
                                     prior_cache=self.prior_cache,
+                                    feature_cache=self.feature_cache,
+                                    memo=PassMemo(size_gb=self.memo_gb) if self.memo_gb else None,
                                     progress=self.settings.progress)
         self.ddp.train()
         it, miou, best = self.state.iteration, float(result["miou"]), self.state.best_miou

@@ -20,6 +20,7 @@ SUPPORT_ANNOTATIONS = ("mask", "bbox")
 AMP_MODES = ("bf16", "fp16", "none")
 NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks")
 DEVICES = ("auto", "cuda", "cpu")
+CACHE_STORAGES = ("cpu", "device")
 
 
 class ConfigError(ValueError):
@@ -107,6 +108,18 @@ def validate_trainer(trainer: DictConfig) -> None:
         check_int(cfg, f"trainer.{key}", 1, optional=True)
     check_choice(cfg, "trainer.amp", AMP_MODES)
     check_choice(cfg, "trainer.device", DEVICES)
+    validate_eval_cache(trainer.eval_cache)
+
+
+def validate_eval_cache(settings: DictConfig) -> None:
+    """Check ``trainer.eval_cache`` (used by validation and by test.py)."""
+    cfg = OmegaConf.create({"trainer": {"eval_cache": settings}})
+    enabled = OmegaConf.select(cfg, "trainer.eval_cache.enabled")
+    if not isinstance(enabled, bool):
+        fail("trainer.eval_cache.enabled", enabled, "must be true or false")
+    for key in ("size_gb", "memo_gb"):
+        check_number(cfg, f"trainer.eval_cache.{key}", allow_zero=True)
+    check_choice(cfg, "trainer.eval_cache.storage", CACHE_STORAGES)
 
 
 def per_process_batch(trainer: DictConfig, world_size: int) -> int:

@@ -124,7 +124,10 @@ def assert_same(first: list[dict], second: list[dict]) -> None:
     for a, b in zip(first, second):
         assert a.keys() == b.keys()
         for key in a:
-            assert torch.equal(a[key], b[key]), key
+            if isinstance(a[key], torch.Tensor):
+                assert torch.equal(a[key], b[key]), key
+            else:  # image names
+                assert a[key] == b[key], key
 
 
 def test_val_determinism_workers_and_ranks(pascal_root: Path, tmp_path: Path) -> None:
@@ -171,3 +174,23 @@ def test_collate_episodes(pascal_root: Path, tmp_path: Path) -> None:
     assert batch["support_masks"].shape == (3, 1, SIZE, SIZE)
     assert batch["class_id"].shape == (3,) and batch["episode"].tolist() == [0, 1, 2]
     assert isinstance(batch["query_label"], list) and len(batch["query_label"]) == 3
+    assert batch["query_id"] == [dataset[i]["query_id"] for i in range(3)]
+    assert batch["support_ids"] == [dataset[i]["support_ids"] for i in range(3)]
+
+
+def test_image_names_identify_the_model_inputs(pascal_root: Path, tmp_path: Path) -> None:
+    dataset = make(pascal_root, tmp_path, num_episodes=30)
+    seen: dict[str, torch.Tensor] = {}
+    repeats = 0
+    for index in range(len(dataset)):
+        item = dataset[index]
+        images = [item["query_img"], *item["support_imgs"]]
+        for name, image in zip([item["query_id"], *item["support_ids"]], images):
+            assert f"resize{SIZE}x{SIZE}" in name
+            if name in seen:
+                repeats += 1
+                assert torch.equal(seen[name], image)
+            seen[name] = image
+    assert repeats > 0 and len(set(seen)) == len({n.split("|")[0] for n in seen})
+    training = make(pascal_root, tmp_path, mode="train")
+    assert "query_id" not in training[0] and "support_ids" not in training[0]

@@ -25,3 +25,12 @@ def toy_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     make_toy_pascal(root, num_images=60, seed=0, workers=1)
     return root
+
+
+@pytest.fixture(scope="module")
+def reuse_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic PASCAL-layout dataset with 37 evaluation images, at least 8 per novel
+    class of fold 0: 5-shot episodes that share images, as the benchmarks' do."""
+    root = tmp_path_factory.mktemp("toy_reuse")
+    make_toy_pascal(root, num_images=60, seed=0, workers=1, val_fraction=0.9, same_fold_p=0.95)
+    return root

@@ -1,7 +1,9 @@
 """Worker for test_evaluate_dist.py: evaluate the micro model on toy episodes, write JSON.
 
 Run with plain ``python`` (one process) or under ``torchrun`` (gloo, CPU); rank 0 writes
-the metrics of every rank (they must agree) to the output file.
+the metrics of every rank (they must agree) to the output file. With ``--reuse``, three
+passes (no reuse, a cold and a warm encoder cache) and whether each rank's logits agree
+bit for bit.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.distributed as dist
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader, run_evaluation
+from fssam.engine.feature_cache import FeatureCache, PassMemo
 from fssam.engine.prior_cache import PriorCache
 from fssam.models.fssam import build_model
 
@@ -31,6 +34,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--cache")
+    parser.add_argument("--shot", type=int, default=1)
+    parser.add_argument("--reuse", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if "WORLD_SIZE" in os.environ:
@@ -39,7 +44,7 @@ def main() -> None:
         dataset="pascal",
         root=args.root,
         fold=0,
-        shot=1,
+        shot=args.shot,
         mode="val",
         image_size=SIZE,
         num_episodes=args.episodes,
@@ -62,7 +67,7 @@ def main() -> None:
             {
                 "dataset": "pascal",
                 "fold": 0,
-                "shot": 1,
+                "shot": args.shot,
                 "seed": 321,
                 "image_size": SIZE,
                 "support_annotation": "mask",
@@ -73,15 +78,23 @@ def main() -> None:
             },
         )
     loader = build_eval_loader(dataset, batch_size=args.batch_size, num_workers=0)
-    metrics = run_evaluation(
-        model,
-        loader,
-        class_ids=novel_classes("pascal", 0),
-        device="cpu",
-        prior_cache=cache,
-        progress=False,
-    )
+    logits: list[torch.Tensor] = []
+    model.register_forward_hook(lambda m, i, out: logits.append(out["logits"].clone()))
+
+    def evaluate(**reuse) -> tuple[dict, list[torch.Tensor]]:
+        logits.clear()
+        metrics = run_evaluation(model, loader, class_ids=novel_classes("pascal", 0),
+                                 device="cpu", prior_cache=cache, progress=False, **reuse)
+        return metrics, list(logits)
+
+    metrics, reference = evaluate()
     record = {"metrics": metrics, "episodes": len(loader.sampler)}
+    if args.reuse:
+        features = FeatureCache(size_gb=1)
+        for name in ("cold", "warm"):
+            got, got_logits = evaluate(feature_cache=features, memo=PassMemo(size_gb=1))
+            record[name] = {"metrics": got, "stats": features.stats(), "identical": len(
+                got_logits) == len(reference) and all(map(torch.equal, got_logits, reference))}
     if dist.is_initialized():
         gathered: list = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, record)

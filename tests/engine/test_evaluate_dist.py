@@ -21,7 +21,8 @@ EPISODES = 9
 
 
 def run_worker(
-    tmp_path: Path, root: Path, name: str, batch_size: int, nproc: int, cache: Path | None = None
+    tmp_path: Path, root: Path, name: str, batch_size: int, nproc: int, cache: Path | None = None,
+    extra: tuple[str, ...] = (),
 ) -> list:
     out = tmp_path / f"{name}.json"
     args = [
@@ -39,6 +40,7 @@ def run_worker(
     ]
     if cache is not None:
         args += ["--cache", str(cache)]
+    args += list(extra)
     launcher = [sys.executable]
     if nproc > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
@@ -63,3 +65,21 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     for record in ranks:
         assert record["metrics"] == single["metrics"]
     assert len(list((tmp_path / "cache").glob("*/*.pt"))) == EPISODES
+
+
+@pytest.mark.slow
+def test_two_processes_reuse_bit_identically(tmp_path: Path) -> None:
+    """Each rank caches what it evaluates: cold and warm passes equal no reuse, 5-shot."""
+    root = tmp_path / "toy"
+    make_toy_pascal(root, num_images=60, seed=0, workers=1, val_fraction=0.9, same_fold_p=0.95)
+    (tmp_path / "lists").mkdir()
+    ranks = run_worker(tmp_path, root, "reuse", batch_size=2, nproc=2,
+                       extra=("--shot", "5", "--reuse"))
+    for record in ranks:
+        assert record["metrics"] == ranks[0]["metrics"]
+        for name in ("cold", "warm"):
+            assert record[name]["identical"], name
+            assert record[name]["metrics"] == record["metrics"]
+        cold, warm = record["cold"]["stats"], record["warm"]["stats"]
+        assert cold["misses"] > 0 and warm["misses"] == cold["misses"]  # warm: all hits
+        assert warm["hits"] - cold["hits"] == 2 * record["episodes"] * 6  # 2 encoders, 6 images

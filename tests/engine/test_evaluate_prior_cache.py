@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from fssam.engine.prior_cache import KEY_FIELDS, PriorCache, prior_cache_key, weights_fingerprint
+from fssam.engine.prior_cache import KEY_FIELDS, PriorCache, prior_cache_key
+from fssam.utils.fingerprint import weights_fingerprint
 
 SETTINGS = {
     "dataset": "pascal",

@@ -208,3 +208,34 @@ def test_validation_starts_late_and_splits_epochs_only_from_the_set_epoch(
     script.train(cfg)
     # 4 iterations per epoch: epochs 1 and 2 at their end only, epoch 3 twice; none in 0.
     assert [r["iteration"] for r in records(tmp_path / "exp" / RUN, "val")] == [8, 12, 14, 16]
+
+
+def test_validation_reuses_encoders_but_not_memories_across_a_step(toy_root, tmp_path, script,
+                                                                    monkeypatch):
+    passes: list[dict] = []
+    computed: list[int] = []
+    run = trainer_module.run_evaluation
+    encode_supports = FSSAM._encode_supports
+
+    def spy_supports(self, feats, masks):
+        computed.append(masks.shape[0])
+        return encode_supports(self, feats, masks)
+
+    def spy_run(model, loader, **kwargs):
+        cache, memo = kwargs["feature_cache"], kwargs["memo"]
+        before, computed[:] = cache.stats(), []
+        result = run(model, loader, **kwargs)
+        weights = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+        passes.append({"memo": memo, "supports": sum(computed), "weights": weights,
+                       "misses": cache.stats()["misses"] - before["misses"]})
+        return result
+    monkeypatch.setattr(FSSAM, "_encode_supports", spy_supports)
+    monkeypatch.setattr(trainer_module, "run_evaluation", spy_run)
+    # 4 iterations per epoch and 4 validations: one after each of the 2 steps
+    script.train(config(toy_root, tmp_path / "exp", "trainer.max_iterations=2",
+                        "trainer.val_per_epoch=4", "trainer.val_episodes=4"))
+    first, second = passes
+    assert any(not torch.equal(first["weights"][k], second["weights"][k]) for k in first["weights"])
+    assert first["memo"] is not second["memo"]
+    assert second["supports"] == first["supports"] == first["memo"].stats()["misses"] > 0
+    assert first["misses"] > 0 and second["misses"] == 0  # frozen encoders: all reused

@@ -68,10 +68,9 @@ class CalibratedRoPEAttention(RoPEAttention):
         k = self._separate_heads(self.k_proj(k), self.num_heads)
         v = self._separate_heads(self.v_proj(v), self.num_heads)
         q, k = self._rope(q, k, num_k_exclude_rope)
-        k, v, bias = calibrate(q, k, v, self.calibration)
-        dropout_p = self.dropout_p if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
-        return self.out_proj(self._recombine_heads(out))
+        k, v, score = calibrate(q, k, v, self.calibration)
+        out = calibrated_attention(q, k, v, score, dropout_p=self.dropout_p if self.training else 0)
+        return self.out_proj(self._recombine_heads(out.to(q.dtype)))
 
 
 def calibrate(q: Tensor, k: Tensor, v: Tensor, cal: Calibration) -> tuple[Tensor, Tensor, Tensor]:
@@ -79,7 +78,8 @@ def calibrate(q: Tensor, k: Tensor, v: Tensor, cal: Calibration) -> tuple[Tensor
 
     ``q`` (b, heads, N, d); ``k``, ``v`` (b, heads, T, d) with the bank
     ``[support_1..support_K, query memory, pointers]``. Returns the keys and values with the
-    supports averaged into one block (default mode) and the additive attention bias.
+    supports averaged into one block (default mode), so that the query memory is block
+    ``N:2N``, and ``ĉ`` (b, heads, N), the support score of each query-memory key.
     """
     n = q.shape[-2]
     masks = cal.support_masks[:, :1] if cal.legacy_kshot else cal.support_masks
@@ -93,16 +93,29 @@ def calibrate(q: Tensor, k: Tensor, v: Tensor, cal: Calibration) -> tuple[Tensor
         v_sup = v[:, :, :shots * n].unflatten(2, (shots, n))
         k = torch.cat([k_sup.mean(2), k[:, :, shots * n:]], dim=2)
         v = torch.cat([v_sup.mean(2), v[:, :, shots * n:]], dim=2)
-    bias = query_memory_bias(q, k[:, :, n:2 * n], score)
-    full = bias.new_zeros(*bias.shape[:-1], k.shape[-2])
-    full[..., n:2 * n] = bias
-    return k, v, full
+    return k, v, score
+
+
+def calibrated_attention(q: Tensor, k: Tensor, v: Tensor, score: Tensor, *,
+                         dropout_p: float = 0.0) -> Tensor:
+    """Softmax attention of ``q`` over a calibrated bank (``calibrate``'s keys and values),
+    with ``query_memory_bias`` added to the logits of the query-memory block ``N:2N``.
+
+    The logits are computed once, in float32 (also under autocast), and the bias is taken
+    from them. Dropout (training) acts on the attention weights, as in SAM 2's attention.
+    """
+    n = q.shape[-2]
+    with torch.autocast(q.device.type, enabled=False):
+        logits = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.shape[-1])
+        logits[..., n:2 * n] += query_memory_bias(logits[..., n:2 * n], score)
+        weights = F.dropout(logits.softmax(-1), p=dropout_p) if dropout_p else logits.softmax(-1)
+        return weights @ v.float()
 
 
 @torch.no_grad()
-def query_memory_bias(q: Tensor, k_qry: Tensor, score: Tensor) -> Tensor:
-    """``10·min(Â + ĉ - 1, 0)`` with Â the per-row min-max of the query-memory logits."""
-    logits = q @ k_qry.transpose(-2, -1) / math.sqrt(q.shape[-1])
+def query_memory_bias(logits: Tensor, score: Tensor) -> Tensor:
+    """``10·min(Â + ĉ - 1, 0)`` with Â the per-row min-max of the query-memory ``logits``
+    (b, heads, N, N) and ``ĉ`` the ``score`` (b, heads, N); no gradient."""
     s = minmax(logits) + score.unsqueeze(-2) - 1
     return BIAS_SCALE * s.clamp(max=0)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor, nn
 
+from fssam.data.episodic import episode_image_ids, episode_images
 from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
@@ -21,6 +23,19 @@ log = logging.getLogger(__name__)
 
 IGNORE_LABEL = 255
 TRAINABLE_MODULES = ("sam_mask_decoder", "memory_encoder", "memory_attention")
+SAM2_ENCODER, DINO_ENCODER = "sam2", "dinov2"
+
+
+class Features(Protocol):
+    """Frozen encoders' outputs of a batch's images (``fssam.engine.feature_cache``)."""
+
+    def get(self, name: str) -> dict[str, Tensor]: ...
+
+
+class Memo(Protocol):
+    """Per-item results reused while the weights are fixed (``fssam.engine.feature_cache``)."""
+
+    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
 
 
 def binarise_masks(masks: Tensor) -> Tensor:
@@ -78,28 +93,65 @@ class FSSAM(nn.Module):
         """Dice of ``sigmoid(out["logits"])`` against ``batch["query_mask"] == 1``."""
         return {"loss": dice_loss(out["logits"].float(), batch["query_mask"])}
 
+    # -- frozen encoders (the engine's feature-cache protocol) ----------------------------
+    def frozen_encoders(self) -> dict[str, str]:
+        """Fingerprint of each frozen per-image encoder: ``sam2`` (SAM 2's backbone step,
+        conv_s0/conv_s1 included) and, with a prior generator, ``dinov2``."""
+        encoders = {SAM2_ENCODER: sam.backbone_fingerprint(self.sam2)}
+        if self.prior is not None:
+            encoders[DINO_ENCODER] = self.prior.fingerprint()
+        return encoders
+
+    @torch.no_grad()
+    def encode_images(self, name: str, images: Tensor) -> dict[str, Tensor]:
+        """Frozen encoder ``name`` on images (n, 3, H, W) in 0..255: SAM 2's ``level<l>`` maps
+        (n, C_l, H_l, W_l), or DINOv2's ``patch_tokens`` (n, D, g, g)."""
+        if name == SAM2_ENCODER:
+            return {f"level{i}": m for i, m in enumerate(sam.backbone_maps(self.sam2, images))}
+        if name == DINO_ENCODER and self.prior is not None:
+            return {"patch_tokens": self.prior.extract_features(images)}
+        raise KeyError(f"unknown encoder {name!r}; this model has {sorted(self.frozen_encoders())}")
+
     # -- forward ----------------------------------------------------------------------
-    def compute_priors(self, batch: Mapping[str, Tensor]) -> Tensor:
+    def compute_priors(self, batch: Mapping[str, Any], features: Features | None = None
+                       ) -> Tensor:
         """``batch["priors"]`` [b,2,H,W] if given, else DINOv2 pseudo prompts."""
         if batch.get("priors") is not None:
             return batch["priors"].float()
         if self.prior is None:
             raise ValueError("the batch has no 'priors' and the model has no prior generator")
-        prior_fg, prior_fb = self.prior(batch["query_img"], batch["support_imgs"],
-                                        batch["support_masks"])
+        masks = batch["support_masks"]
+        b, shots = masks.shape[:2]
+        tokens = self._encoded(batch, features, DINO_ENCODER)["patch_tokens"]
+        prior_fg, prior_fb = self.prior.priors_from_features(
+            tokens[:b], tokens[b:].unflatten(0, (b, shots)), masks,
+            tuple(batch["query_img"].shape[-2:]))
         return torch.cat([prior_fg, prior_fb], dim=1)
 
-    def forward(self, batch: Mapping[str, Tensor], return_intermediates: bool = False
-                ) -> dict[str, Any]:
+    def _encoded(self, batch: Mapping[str, Any], features: Features | None, name: str
+                 ) -> dict[str, Tensor]:
+        if features is not None:
+            return features.get(name)
+        return self.encode_images(name, episode_images(batch))
+
+    def forward(self, batch: Mapping[str, Any], return_intermediates: bool = False, *,
+                features: Features | None = None, memo: Memo | None = None) -> dict[str, Any]:
         """``query_img`` [b,3,H,W], ``support_imgs`` [b,K,3,H,W] (0..255), ``support_masks``
         [b,K,H,W] {0,1,255}, optional ``priors`` [b,2,H,W] -> ``logits`` [b,H,W], ``priors``.
+
+        ``features``: the frozen encoders' outputs (``fssam.engine.feature_cache``); without
+        them the model encodes the images itself. ``memo``: support memories are then
+        computed one support at a time and reused by (image name, mask).
         """
-        query, supports = batch["query_img"].float(), batch["support_imgs"].float()
-        b, shots = supports.shape[:2]
-        priors = self.compute_priors(batch)
-        feats = sam.image_features(self.sam2, torch.cat([query, supports.flatten(0, 1)]))
+        query = batch["query_img"].float()
+        b, shots = batch["support_imgs"].shape[:2]
+        priors = self.compute_priors(batch, features)
+        maps = self._encoded(batch, features, SAM2_ENCODER)
+        feats = sam.features_from_maps(self.sam2, [maps[f"level{i}"] for i in range(len(maps))])
         masks = binarise_masks(batch["support_masks"]).flatten(0, 1).unsqueeze(1)
-        inter = self._memories(feats, masks, priors, b, shots)
+        support = self._support_memories(feats.select(slice(b, None)), masks, memo,
+                                         episode_image_ids(batch)[b:])
+        inter = self._memories(feats.select(slice(0, b)), support, masks, priors, shots)
         grid = feats.sizes[-1]
         attn_masks = F.interpolate(masks, size=grid, mode="nearest").view(b, shots, -1)
         calibration = Calibration(attn_masks, legacy_kshot=self.legacy_kshot)
@@ -113,30 +165,56 @@ class FSSAM(nn.Module):
             out["intermediates"] = inter
         return out
 
-    def _memories(self, feats: sam.ImageFeatures, masks: Tensor, priors: Tensor, b: int,
-                  shots: int) -> dict[str, Any]:
-        """Support and query memories, the refinement and the memory bank."""
-        query_feats, support_feats = feats.select(slice(0, b)), feats.select(slice(b, None))
-        ptr_lowres, ptrs = sam.mask_prompt_pointers(
-            self.sam2, sam.ImageFeatures.cat([support_feats, query_feats]),
-            torch.cat([masks, priors[:, 1:]]))
-        mems, mem_pos = sam.encode_mask_memory(
-            self.sam2, sam.ImageFeatures.cat([support_feats, query_feats, query_feats]),
-            torch.cat([masks, priors[:, :1], priors[:, 1:]]))
-        n = b * shots
-        grid = feats.sizes[-1]
+    def _support_memories(self, feats: sam.ImageFeatures, masks: Tensor, memo: Memo | None,
+                          names: list[str | None]) -> dict[str, Tensor]:
+        """``memory`` (n, M, h, w), ``pointer`` (n, C) and ``pointer_lowres`` of the n supports.
+
+        With a memo, one support at a time, reused by (image name, mask content); the
+        memo must only live while the weights are fixed (``PassMemo``).
+        """
+        if memo is None:
+            return self._encode_supports(feats, masks)
+        digests = [hashlib.blake2b(row.numpy(), digest_size=16).hexdigest()
+                   for row in masks.flatten(1).cpu()]
+        rows = []
+        for i, (name, digest) in enumerate(zip(names, digests)):
+            key = None if name is None else ("fssam.support", name, digest)
+            rows.append(memo.compute(key, lambda i=i: self._encode_supports(
+                feats.select(slice(i, i + 1)), masks[i:i + 1])))
+        return {k: torch.cat([row[k] for row in rows]) for k in rows[0]}
+
+    def _encode_supports(self, feats: sam.ImageFeatures, masks: Tensor) -> dict[str, Tensor]:
+        lowres, pointer = sam.mask_prompt_pointers(self.sam2, feats, masks)
+        memory, _ = sam.encode_mask_memory(self.sam2, feats, masks)
+        return {"memory": memory, "pointer": pointer, "pointer_lowres": lowres}
+
+    def _memories(self, query_feats: sam.ImageFeatures, support: dict[str, Tensor],
+                  masks: Tensor, priors: Tensor, shots: int) -> dict[str, Any]:
+        """Query memories, the refinement and the memory bank.
+
+        SAM 2's memory positional encoding is the sine encoding of the memory grid, the same
+        for every memory: the supports share the query's.
+        """
+        b = priors.shape[0]
+        q_lowres, q_pointer = sam.mask_prompt_pointers(self.sam2, query_feats, priors[:, 1:])
+        q_mems, q_pos = sam.encode_mask_memory(
+            self.sam2, sam.ImageFeatures.cat([query_feats, query_feats]),
+            torch.cat([priors[:, :1], priors[:, 1:]]))
+        grid = query_feats.sizes[-1]
         masks_grid = F.interpolate(masks, size=grid, mode="bilinear", align_corners=True)
         priors_grid = F.interpolate(priors, size=grid, mode="bilinear", align_corners=True)
-        support_mem = mems[:n].unflatten(0, (b, shots))
+        support_mem = support["memory"].unflatten(0, (b, shots))
         refined = refine_memory(
-            mems[n:n + b], mems[n + b:], support_mem, masks_grid.unflatten(0, (b, shots)),
+            q_mems[:b], q_mems[b:], support_mem, masks_grid.unflatten(0, (b, shots)),
             priors_grid[:, :1], priors_grid[:, 1:], iterations=self.num_refine,
             version=self.refine_version)
+        pos = q_pos[b:].unsqueeze(1).expand(-1, shots + 1, -1, -1, -1)
         bank = sam.memory_bank(
-            self.sam2,
-            torch.cat([support_mem, refined.mem_fb.unsqueeze(1)], dim=1),
-            torch.cat([mem_pos[:n].unflatten(0, (b, shots)), mem_pos[n + b:].unsqueeze(1)], 1),
-            torch.cat([ptrs[:n].unflatten(0, (b, shots)), ptrs[n:].unsqueeze(1)], dim=1))
-        return {"pointer_lowres": ptr_lowres, "pointers": ptrs, "memories": mems,
-                "memory_pos": mem_pos, "masks_grid": masks_grid, "priors_grid": priors_grid,
-                "refine": refined, "bank": bank}
+            self.sam2, torch.cat([support_mem, refined.mem_fb.unsqueeze(1)], dim=1), pos,
+            torch.cat([support["pointer"].unflatten(0, (b, shots)), q_pointer.unsqueeze(1)], 1))
+        return {"pointer_lowres": torch.cat([support["pointer_lowres"], q_lowres]),
+                "pointers": torch.cat([support["pointer"], q_pointer]),
+                "memories": torch.cat([support["memory"], q_mems]),
+                "memory_pos": torch.cat([pos[:, :shots].flatten(0, 1), q_pos]),
+                "masks_grid": masks_grid, "priors_grid": priors_grid, "refine": refined,
+                "bank": bank}

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
+from fssam.utils.fingerprint import state_fingerprint
+
 log = logging.getLogger(__name__)
 
 TIMM_NAMES = {
@@ -176,6 +178,14 @@ class PseudoPromptGenerator(nn.Module):
         """Always stays in eval mode: DINOv2 is frozen."""
         return super().train(False)
 
+    def fingerprint(self) -> str:
+        """Fingerprint of everything ``extract_features`` depends on: weights, input size,
+        normalisation."""
+        return state_fingerprint({"dino": self.dino, "pixel_mean": self.pixel_mean,
+                                  "pixel_std": self.pixel_std},
+                                 {"output": "dinov2 last-block normalised patch tokens",
+                                  "input_size": self.input_size})
+
     def extract_features(self, images: Tensor) -> Tensor:
         """Last block's normalised patch tokens [n,D,g,g] of images [n,3,H,W] in 0..255."""
         size = (self.input_size, self.input_size)
@@ -186,15 +196,24 @@ class PseudoPromptGenerator(nn.Module):
                                                intermediates_only=True)[-1]
 
     @torch.no_grad()
+    def priors_from_features(self, query_feat: Tensor, support_feats: Tensor,
+                             support_masks: Tensor, out_size: tuple[int, int]
+                             ) -> tuple[Tensor, Tensor]:
+        """``extract_features`` output of the queries [b,D,g,g] and supports [b,K,D,g,g],
+        support_masks [b,K,H,W] {0,1,255} -> ``(prior_fg, prior_fb)``, each [b,1,*out_size]."""
+        b, k = support_masks.shape[:2]
+        masks = support_masks.float().masked_fill(support_masks == IGNORE_LABEL, 0)
+        masks = F.interpolate(masks.flatten(0, 1).unsqueeze(1), size=query_feat.shape[-2:],
+                              mode="bilinear", align_corners=True).unflatten(0, (b, k))
+        with torch.autocast(query_feat.device.type, enabled=False):
+            return generate_priors(query_feat.float(), support_feats.float(), masks, out_size)
+
+    @torch.no_grad()
     def forward(self, query_img: Tensor, support_imgs: Tensor, support_masks: Tensor
                 ) -> tuple[Tensor, Tensor]:
         """query_img [b,3,H,W], support_imgs [b,K,3,H,W] (0..255), support_masks [b,K,H,W]
         {0,1,255} -> ``(prior_fg, prior_fb)``, each [b,1,H,W] in [0,1]."""
         b, k = support_imgs.shape[:2]
-        images = torch.cat([query_img.unsqueeze(1), support_imgs], dim=1).flatten(0, 1)
-        feats = self.extract_features(images).float().unflatten(0, (b, k + 1))
-        masks = support_masks.float().masked_fill(support_masks == IGNORE_LABEL, 0)
-        masks = F.interpolate(masks.flatten(0, 1).unsqueeze(1), size=feats.shape[-2:],
-                              mode="bilinear", align_corners=True).unflatten(0, (b, k))
-        with torch.autocast(feats.device.type, enabled=False):
-            return generate_priors(feats[:, 0], feats[:, 1:], masks, tuple(query_img.shape[-2:]))
+        feats = self.extract_features(torch.cat([query_img, support_imgs.flatten(0, 1)]))
+        return self.priors_from_features(feats[:b], feats[b:].unflatten(0, (b, k)),
+                                         support_masks, tuple(query_img.shape[-2:]))

@@ -20,6 +20,7 @@ from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor
 
 from fssam.models.fssam.calibrated_attention import CalibratedRoPEAttention, Calibration, calibrated
+from fssam.utils.fingerprint import state_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,19 @@ def load_sam2_checkpoint(model: SAM2Base, checkpoint: str) -> None:
 
 @dataclass
 class ImageFeatures:
-    """SAM 2 backbone output, sequence-first as SAM 2 keeps it: level l is (HW_l, n, C_l)."""
+    """SAM 2 backbone output, sequence-first as SAM 2 keeps it: level l is (HW_l, n, C_l).
+
+    ``top_pos`` is the positional encoding of the top (lowest-resolution) level, the only
+    one FSSAM uses (memory attention); the high-resolution levels need none.
+    """
 
     feats: list[Tensor]
-    pos: list[Tensor]
+    top_pos: Tensor
     sizes: list[tuple[int, int]]
 
     def select(self, index: slice | Tensor) -> ImageFeatures:
         """Features of the images ``index`` (along the batch axis)."""
-        return ImageFeatures([f[:, index] for f in self.feats], [p[:, index] for p in self.pos],
+        return ImageFeatures([f[:, index] for f in self.feats], self.top_pos[:, index],
                              self.sizes)
 
     @staticmethod
@@ -109,8 +114,7 @@ class ImageFeatures:
         """Concatenate along the batch axis."""
         levels = range(len(parts[0].feats))
         return ImageFeatures([torch.cat([p.feats[i] for p in parts], 1) for i in levels],
-                             [torch.cat([p.pos[i] for p in parts], 1) for i in levels],
-                             parts[0].sizes)
+                             torch.cat([p.top_pos for p in parts], 1), parts[0].sizes)
 
     def maps(self) -> list[Tensor]:
         """Every level as (n, C_l, H_l, W_l)."""
@@ -122,7 +126,7 @@ class ImageFeatures:
 
     @property
     def top_pos_map(self) -> Tensor:
-        return self.pos[-1].permute(1, 2, 0).unflatten(2, self.sizes[-1])
+        return self.top_pos.permute(1, 2, 0).unflatten(2, self.sizes[-1])
 
 
 def normalise_images(images: Tensor) -> Tensor:
@@ -133,14 +137,44 @@ def normalise_images(images: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def image_features(sam2: SAM2Base, images: Tensor) -> ImageFeatures:
-    """Backbone features of a batch of images (b, 3, H, W) in 0..255, without gradient.
-
-    Includes the decoder's conv_s0/conv_s1 projections that ``forward_image`` applies.
+def backbone_maps(sam2: SAM2Base, images: Tensor) -> list[Tensor]:
+    """The image-dependent backbone output of images (n, 3, H, W) in 0..255: the
+    ``num_feature_levels`` feature maps (n, C_l, H_l, W_l), high resolution first, without
+    gradient. Includes the decoder's conv_s0/conv_s1 projections ``forward_image`` applies.
     """
-    backbone_out = sam2.forward_image(normalise_images(images))
-    _, feats, pos, sizes = sam2._prepare_backbone_features(backbone_out)
-    return ImageFeatures(feats, pos, sizes)
+    maps = sam2.forward_image(normalise_images(images))["backbone_fpn"]
+    return list(maps[-sam2.num_feature_levels:])
+
+
+def backbone_fingerprint(sam2: SAM2Base) -> str:
+    """Fingerprint of everything ``backbone_maps`` depends on: the image encoder, the
+    decoder's conv_s0/conv_s1 when SAM 2 applies them, the levels kept, the normalisation."""
+    parts: dict[str, torch.nn.Module] = {"image_encoder": sam2.image_encoder}
+    if sam2.use_high_res_features_in_sam:
+        parts.update(conv_s0=sam2.sam_mask_decoder.conv_s0, conv_s1=sam2.sam_mask_decoder.conv_s1)
+    return state_fingerprint(parts, {"output": "sam2 backbone maps",
+                                     "num_feature_levels": sam2.num_feature_levels,
+                                     "mean": IMAGENET_MEAN, "std": IMAGENET_STD})
+
+
+def features_from_maps(sam2: SAM2Base, maps: list[Tensor]) -> ImageFeatures:
+    """``ImageFeatures`` of ``backbone_maps``' output, flattened as
+    ``_prepare_backbone_features`` does.
+
+    The top level's positional encoding is what SAM 2's neck gives it: the sine encoding of
+    the grid (a function of the grid size only) in the map's dtype, so it is recomputed here
+    instead of being kept per image.
+    """
+    top = maps[-1]
+    with torch.no_grad():
+        pos = sam2.image_encoder.neck.position_encoding(top).to(top.dtype)
+    return ImageFeatures([m.flatten(2).permute(2, 0, 1) for m in maps],
+                         pos.flatten(2).permute(2, 0, 1), [tuple(m.shape[-2:]) for m in maps])
+
+
+def image_features(sam2: SAM2Base, images: Tensor) -> ImageFeatures:
+    """Backbone features of a batch of images (b, 3, H, W) in 0..255, without gradient."""
+    return features_from_maps(sam2, backbone_maps(sam2, images))
 
 
 # ``_use_mask_as_output`` turns a mask prompt into logits ``20*mask - 10``.
@@ -216,7 +250,7 @@ def attend_memory(sam2: SAM2Base, query: ImageFeatures, bank: MemoryBank,
     if not all(isinstance(layer, CalibratedRoPEAttention) for layer in layers):
         raise RuntimeError("call install_calibrated_attention(sam2) first")
     with calibrated(layers, calibration):
-        out = sam2.memory_attention(curr=query.feats[-1:], curr_pos=query.pos[-1:],
+        out = sam2.memory_attention(curr=query.feats[-1:], curr_pos=[query.top_pos],
                                     memory=bank.memory, memory_pos=bank.pos,
                                     num_obj_ptr_tokens=bank.num_ptr_tokens)
     return out.permute(1, 2, 0).unflatten(2, query.sizes[-1])

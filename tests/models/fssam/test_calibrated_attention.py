@@ -12,7 +12,8 @@ from sam2.modeling.sam.transformer import RoPEAttention
 
 from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import (CalibratedRoPEAttention, Calibration, calibrate,
-                                               calibrated)
+                                                     calibrated, calibrated_attention,
+                                                     query_memory_bias)
 
 
 def test_install_reuses_layer_modules_and_keys(sam2_factory):
@@ -45,7 +46,7 @@ def memory_attention_layers(model, exp, calibration):
     hooks = [layer.register_forward_hook(lambda m, i, o: outs.append(o)) for layer in attn.layers]
     bank = sam.MemoryBank(exp["attn_memory"], exp["attn_memory_pos"],
                           int(exp["attn_num_ptr_tokens"]))
-    query = sam.ImageFeatures([exp["attn_curr"]], [exp["attn_curr_pos"]], [(8, 8)])
+    query = sam.ImageFeatures([exp["attn_curr"]], exp["attn_curr_pos"], [(8, 8)])
     with torch.no_grad():
         pix_feat = sam.attend_memory(model, query, bank, calibration)
     for hook in hooks:
@@ -113,8 +114,8 @@ def random_bank(shots, b=2, heads=2, n=16, d=8, ptr_tokens=4, seed=0):
 @pytest.mark.parametrize("shots", [1, 3])
 def test_default_kshot_matches_written_out_definition(shots):
     q, k, v, masks = random_bank(shots)
-    k2, v2, bias = calibrate(q, k, v, Calibration(masks))
-    out = F.scaled_dot_product_attention(q, k2, v2, attn_mask=bias)
+    k2, v2, score = calibrate(q, k, v, Calibration(masks))
+    out = calibrated_attention(q, k2, v2, score)
     torch.testing.assert_close(out, reference_calibration(q, k, v, masks), atol=1e-5, rtol=0)
 
 
@@ -128,7 +129,7 @@ def test_shot_order_invariance_and_duplicated_shots():
                          v[:, :, 3 * n:]], 2)
     ref = calibrate(q, k, v, Calibration(masks))
     permuted = calibrate(q, blocks, vblocks, Calibration(masks[:, perm]))
-    for a, b in zip(ref, permuted):  # bias values reach -20: float32 rounding ~1e-6
+    for a, b in zip(ref, permuted):  # float32 rounding ~1e-6
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     # three copies of one support give the same keys, values and bias as that support alone
     q1, k1, v1, m1 = random_bank(1)
@@ -142,25 +143,34 @@ def test_shot_order_invariance_and_duplicated_shots():
 def test_legacy_uses_first_mask_and_block_one_without_averaging():
     q, k, v, masks = random_bank(3)
     n = q.shape[-2]
-    k2, v2, bias = calibrate(q, k, v, Calibration(masks, legacy_kshot=True))
-    assert k2 is k and v2 is v
-    assert bias[..., :n].abs().max() == 0 and bias[..., 2 * n:].abs().max() == 0
+    k2, v2, score = calibrate(q, k, v, Calibration(masks, legacy_kshot=True))
+    assert k2 is k and v2 is v and score.shape == (2, 2, n)
     as_one_shot = calibrate(q, k, v, Calibration(masks[:, :1]))[2]
-    torch.testing.assert_close(bias, as_one_shot, atol=0, rtol=0)
+    torch.testing.assert_close(score, as_one_shot, atol=0, rtol=0)
     changed = masks.clone()
     changed[:, 1:] = 1 - changed[:, 1:]
     torch.testing.assert_close(calibrate(q, k, v, Calibration(changed, legacy_kshot=True))[2],
-                               bias, atol=0, rtol=0)
+                               score, atol=0, rtol=0)
+    # the bias lands on block 1 (the second support, taken for the query memory) only
+    out = calibrated_attention(q, k, v, score)
+    logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    logits[..., n:2 * n] += query_memory_bias(logits[..., n:2 * n], score)
+    torch.testing.assert_close(out, logits.softmax(-1) @ v, atol=1e-6, rtol=0)
+    plain = F.scaled_dot_product_attention(q, k, v)
+    assert (out - plain).abs().max() > 1e-3
 
 
-def test_bias_has_no_gradient_and_is_non_positive():
+def test_bias_has_no_gradient_and_gradients_reach_queries_and_keys():
     q, k, v, masks = random_bank(2)
     q.requires_grad_(True)
     k.requires_grad_(True)
-    _, _, bias = calibrate(q, k, v, Calibration(masks))
-    assert not bias.requires_grad
-    assert bias.max() <= 0 and bias.min() >= -20
-    assert (bias < 0).any()
+    k2, v2, score = calibrate(q, k, v, Calibration(masks))
+    n = q.shape[-2]
+    bias = query_memory_bias((q @ k2.transpose(-2, -1))[..., n:2 * n], score)
+    assert not bias.requires_grad and score.requires_grad
+    assert bias.max() <= 0 and bias.min() >= -20 and (bias < 0).any()
+    calibrated_attention(q, k2, v2, score).sum().backward()
+    assert q.grad.abs().sum() > 0 and k.grad.abs().sum() > 0
 
 
 def test_context_is_cleared_after_errors(sam2_factory):

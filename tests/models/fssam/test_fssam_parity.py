@@ -58,7 +58,7 @@ def check_up_to_bank(out, exp, check, group):
         cmp(f"ref_prior_ae_{step}", prior)
     cmp("attn_memory_mask", it["attn_masks"][:, :1].view_as(exp["attn_memory_mask"]))
     cmp("attn_curr", feats.feats[-1][:, :b])
-    cmp("attn_curr_pos", feats.pos[-1][:, :b])
+    cmp("attn_curr_pos", feats.top_pos[:, :b])
     cmp("attn_memory", it["bank"].memory)
     cmp("attn_memory_pos", it["bank"].pos)
     assert it["bank"].num_ptr_tokens == exp["attn_num_ptr_tokens"].item()

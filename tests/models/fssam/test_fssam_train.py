@@ -74,12 +74,12 @@ def test_one_backbone_call_and_no_dinov2_when_priors_given(model, monkeypatch):
     hook = model.sam2.image_encoder.register_forward_pre_hook(
         lambda m, args: calls.append(tuple(args[0].shape)))
     dino_calls: list[int] = []
-    original = PseudoPromptGenerator.forward
+    original = PseudoPromptGenerator.extract_features
 
     def spy(self, *args):
         dino_calls.append(1)
         return original(self, *args)
-    monkeypatch.setattr(PseudoPromptGenerator, "forward", spy)
+    monkeypatch.setattr(PseudoPromptGenerator, "extract_features", spy)
     with torch.no_grad():
         model(episode(2, 3))
         assert calls == [(8, 3, 128, 128)] and dino_calls == []

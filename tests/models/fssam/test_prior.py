@@ -262,7 +262,7 @@ def test_frozen_no_grad_eval_and_one_dinov2_call(tiny_ppg, monkeypatch):
     prior_fg, prior_fb = tiny_ppg(query, supports, masks)
     assert not prior_fg.requires_grad and not prior_fb.requires_grad
     assert len(calls) == 1 and calls[0].shape == (2 * 4, 3, 112, 112)
-    images = torch.cat([query.detach()[:, None], supports], 1).flatten(0, 1)
+    images = torch.cat([query.detach(), supports.flatten(0, 1)])  # queries, then supports
     resized = F.interpolate(images, size=(112, 112), mode="bilinear", align_corners=True)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255

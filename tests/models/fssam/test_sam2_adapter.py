@@ -87,7 +87,7 @@ def test_features_have_no_gradient_and_batch_independent(sam2_factory, parity_ba
     batch = parity_batch(1)
     both = sam.image_features(model, torch.cat([batch["query_img"], batch["support_imgs"][:, 0]]))
     alone = sam.image_features(model, batch["query_img"])
-    assert not any(f.requires_grad for f in both.feats + both.pos)
+    assert not any(f.requires_grad for f in both.feats + [both.top_pos])
     for a, b in zip(both.select(slice(0, 2)).maps(), alone.maps()):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
@@ -108,7 +108,7 @@ def test_empty_support_mask_gets_no_object_pointer(sam2_factory, parity):
     torch.testing.assert_close(exp["sup_obj_ptr"][empty], model.no_obj_ptr[0].detach())
     feats = sam.ImageFeatures([f.flatten(2).permute(2, 0, 1) for f in
                                (exp["sup_feat_l0"], exp["sup_feat_l1"], exp["sup_feat_l2"])],
-                              [torch.zeros(1)] * 3, [(32, 32), (16, 16), (8, 8)])
+                              torch.zeros(1), [(32, 32), (16, 16), (8, 8)])
     masks = torch.zeros(10, 1, 128, 128)
     with torch.no_grad():
         _, ptr = sam.mask_prompt_pointers(model, feats, masks)
