@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fssam.data.episodic import episode_images
 from fssam.models.hmnet import ensemble as ens
 from fssam.models.hmnet.backbones import BACKBONES, backbone_stages, feature_channels
 from fssam.models.hmnet.decoder import decode, merge, meta_decoder, reduction
@@ -19,15 +20,30 @@ from fssam.models.hmnet.mamba import VSSM
 from fssam.models.hmnet.priors import prior_maps, summarise_support, support_masks_on_grid
 from fssam.models.hmnet.pspnet import (FEATURE_KEYS, PPM, PPM_BINS, extract_feats,
                                        normalise_images, psp_head, up)
+from fssam.utils.fingerprint import state_fingerprint
 
 FROZEN_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4", "ppm", "cls",
                   "base_learner")
+ENCODER = "pspnet"   # the frozen per-image encoder: backbone + PSPNet head conv/BN
+ENCODER_MODULES = FROZEN_MODULES[:-1]
 MAMBA_MODULE = "mamba"
 PRIOR_SCALE = 10.0
 WINDOW_RATIO = 4
 # a model that runs in well under a second on a CPU (tests, demos): same code paths
 TINY_SIZES = {"grid": 16, "backbone_width": 8, "head_dim": 16, "reduce_dim": 16,
               "mamba_depth": 2}
+
+
+class Features(Protocol):
+    """Frozen encoders' outputs of a batch's images (``fssam.engine.feature_cache``)."""
+
+    def get(self, name: str) -> dict[str, Tensor]: ...
+
+
+class Memo(Protocol):
+    """Per-item results reused while the weights are fixed (``fssam.engine.feature_cache``)."""
+
+    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
 
 
 def check_grid(grid: int | tuple[int, int]) -> int:
@@ -120,11 +136,11 @@ class HMNet(nn.Module):
         self.load_state_dict(dict(state), strict=False)
 
     def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Training loss (section 3): cross entropy of ``final`` plus the Dice of ``meta``
-        against ``batch["query_mask"]`` (``hmnet_losses``)."""
+        """Training loss of a train-mode ``out``: cross entropy of ``final`` plus the Dice of
+        ``meta`` against ``batch["query_mask"]`` {0,1,255} (``hmnet_losses``)."""
         return hmnet_losses(out["final"], out["meta"], batch["query_mask"])
 
-    # -- frozen part ------------------------------------------------------------------
+    # -- frozen part (the engine's feature-cache protocol) ------------------------------
     @torch.no_grad()
     def extract_features(self, images: Tensor) -> dict[str, Tensor]:
         """Frozen per-image features of RGB 0..255 ``images`` (n,3,H,W): ``f1`` (layer2;
@@ -132,27 +148,39 @@ class HMNet(nn.Module):
         conv + BN), each (n,C,h,w). No gradient; BatchNorms always in eval mode."""
         return extract_feats(self, normalise_images(images), vgg=self.backbone == "vgg")
 
+    def frozen_encoders(self) -> dict[str, str]:
+        """``pspnet``: fingerprint of the backbone, PPM and head conv/BN weights."""
+        return {ENCODER: state_fingerprint({m: getattr(self, m) for m in ENCODER_MODULES},
+                                           {"backbone": self.backbone})}
+
+    def encode_images(self, name: str, images: Tensor) -> dict[str, Tensor]:
+        """Frozen encoder ``name`` (only ``pspnet``: ``extract_features``) on images."""
+        if name != ENCODER:
+            raise KeyError(f"unknown encoder {name!r}; this model has ['{ENCODER}']")
+        return self.extract_features(images)
+
     # -- forward ----------------------------------------------------------------------
-    def forward(self, batch: Mapping[str, Any], return_intermediates: bool = False
+    def forward(self, batch: Mapping[str, Any], return_intermediates: bool = False, *,
+                features: Features | None = None, memo: Memo | None = None
                 ) -> dict[str, Any]:
         """``query_img`` (b,3,H,W) and ``support_imgs`` (b,K,3,H,W) RGB 0..255,
         ``support_masks`` (b,K,H,W) {0,1,255}, ``base_class_index`` (b,) (training only).
-        Precomputed ``query_feats`` {f1..f4: (b,C,h,w)} / ``support_feats``
-        {f1..f4: (b,K,C,h,w)} (from ``extract_features``) replace the image passes.
+        ``features``: the ``pspnet`` encoder's outputs for ``episode_images(batch)`` (the b
+        queries, then the supports episode by episode), from the engine's feature cache;
+        without them the model encodes the images itself. ``memo`` is accepted for the
+        engine's protocol and not used (what depends on trainable weights is cheap here).
 
         Returns ``logits`` (b,H,W) = final[:,1] - final[:,0] (foreground iff > 0), ``final``
         (b,2,H,W), in training mode ``meta`` (b,2,H,W), and ``intermediates`` on request.
         """
-        query, supports = batch["query_img"], batch["support_imgs"]
-        b, k = supports.shape[:2]
-        query_feats, support_feats = batch.get("query_feats"), batch.get("support_feats")
-        if query_feats is None:
-            query_feats = self.extract_features(query)
-        if support_feats is None:
-            flat = self.extract_features(supports.flatten(0, 1))
-            support_feats = {key: v.unflatten(0, (b, k)) for key, v in flat.items()}
+        b, k = batch["support_imgs"].shape[:2]
+        feats = (features.get(ENCODER) if features is not None
+                 else self.encode_images(ENCODER, episode_images(batch)))
+        query_feats = {key: v[:b] for key, v in feats.items()}
+        support_feats = {key: v[b:].unflatten(0, (b, k)) for key, v in feats.items()}
         return self.forward_features(
-            query_feats, support_feats, batch["support_masks"], out_size=query.shape[-2:],
+            query_feats, support_feats, batch["support_masks"],
+            out_size=batch["query_img"].shape[-2:],
             base_class_index=batch.get("base_class_index"),
             return_intermediates=return_intermediates)
 

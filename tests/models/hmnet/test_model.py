@@ -6,7 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fssam.data.episodic import episode_images
+from fssam.engine.feature_cache import BatchFeatures, FeatureCache, supports_feature_cache
 from fssam.models.hmnet import HMNet
+from fssam.models.hmnet.losses import hmnet_losses
 from fssam.models.hmnet.model import FROZEN_MODULES, TINY_SIZES
 from fssam.models.hmnet.recipe import hmnet_optimizers
 
@@ -83,15 +86,37 @@ def test_outputs_and_single_logit_convention():
     torch.testing.assert_close(out["logits"], out["final"][:, 1] - out["final"][:, 0])
 
 
-def test_precomputed_frozen_features_give_the_same_result():
+def test_features_through_the_engine_cache_give_the_same_result():
+    """The engine's feature-cache protocol: cold and warm cached passes (images encoded one
+    at a time) equal the model encoding the batch itself."""
     model, batch = tiny(2), episode(shot=2)
-    feats = model.extract_features(batch["support_imgs"].flatten(0, 1))
-    assert all(f.grad_fn is None for f in feats.values())
-    cached = {**batch, "query_feats": model.extract_features(batch["query_img"]),
-              "support_feats": {k: v.unflatten(0, (2, 2)) for k, v in feats.items()}}
+    assert supports_feature_cache(model)
+    batch["support_imgs"][1, 1] = batch["support_imgs"][0, 0]   # one image in two episodes
+    images, ids = episode_images(batch), ["q0", "q1", "a", "b", "c", "a"]
+    cache = FeatureCache(size_gb=0.1)
+    cache.begin_pass(model, torch.device("cpu"), None)
     with torch.no_grad():
-        direct, from_cache = model(batch), model(cached)
-    torch.testing.assert_close(from_cache["final"], direct["final"], atol=1e-6, rtol=1e-6)
+        direct = model(batch)
+        passes = [model(batch, features=BatchFeatures(model, images, ids, cache))
+                  for _ in range(2)]
+    assert cache.misses == 5 and cache.hits == 1 + 6   # "a" encoded once; warm: all hits
+    for out in passes:
+        torch.testing.assert_close(out["final"], direct["final"], atol=1e-6, rtol=1e-6)
+    assert all(f.grad_fn is None for f in model.encode_images("pspnet", images).values())
+
+
+def test_encoder_fingerprint_follows_frozen_weights_only():
+    model = tiny(1)
+    before = model.frozen_encoders()["pspnet"]
+    with torch.no_grad():
+        model.down_query[0].weight.add_(1)
+        model.base_learner[2].bias.add_(1)
+    assert model.frozen_encoders()["pspnet"] == before
+    with torch.no_grad():
+        model.cls[1].running_mean.add_(1)
+    assert model.frozen_encoders()["pspnet"] != before
+    with pytest.raises(KeyError, match="unknown encoder 'sam2'"):
+        model.encode_images("sam2", torch.zeros(1, 3, SIDE, SIDE))
 
 
 def test_vgg_f1_is_resized_to_layer3_size():
@@ -143,6 +168,19 @@ def test_only_the_meta_learner_trains():
         frozen = name.startswith(tuple(f"{m}." for m in FROZEN_MODULES))
         assert p.requires_grad != frozen, name
         assert (p.grad is not None) == (not frozen and not name.startswith(unused)), name
+
+
+def test_loss_is_the_release_s_on_the_train_outputs():
+    model, batch = tiny(1).train(), episode()
+    batch.update(base_class_index=torch.tensor([2, 5]),
+                 query_mask=(torch.rand(2, SIDE, SIDE) > 0.5).long())
+    out = model(batch)
+    loss = model.loss(out, batch)
+    expected = hmnet_losses(out["final"], out["meta"], batch["query_mask"])
+    assert set(loss) == {"loss", "main", "aux"}
+    torch.testing.assert_close(loss["loss"], expected["loss"])
+    loss["loss"].backward()
+    assert model.cls_meta[3].weight.grad is not None
 
 
 def test_param_groups_and_release_optimisers_cover_every_trainable_parameter():
