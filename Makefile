@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # sam2 builds from source; its optional CUDA extension is not needed.
 export SAM2_BUILD_CUDA := 0
 
-.PHONY: install test demo gpu-check
+.PHONY: install test demo demo-hmnet gpu-check
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ test: install
 
 demo: install
 	$(PY) scripts/demo.py
+
+demo-hmnet: install
+	$(PY) scripts/demo_hmnet.py
 
 gpu-check: install
 	$(PY) scripts/gpu_check.py

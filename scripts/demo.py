@@ -145,10 +145,11 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def format_table(demo: dict[str, Any]) -> str:
+def format_table(demo: dict[str, Any], method: str = "FSSAM") -> str:
+    """The three results of ``demo["scores"]`` as a table (mIoU, FB-IoU)."""
     names = {
-        "trained": "trained FSSAM",
-        "untrained": "untrained FSSAM",
+        "trained": f"trained {method}",
+        "untrained": f"untrained {method}",
         "prior": "prior_fg >= 0.5 alone",
     }
     lines = [f"{'':24}{'mIoU':>8}{'FB-IoU':>9}"]
