@@ -27,20 +27,17 @@ from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings
-from fssam.engine.train_data import build_train_loader
 from fssam.engine.optim import ScheduledOptimizer
+from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
-from fssam.utils.config import (dataset_kwargs, model_kwargs, per_process_batch, validate_config,
+from fssam.utils.config import (AMP_DTYPES, ConfigError, amp_dtype, dataset_kwargs,
+                                model_kwargs, per_process_batch, validate_config,
                                 validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
-from fssam.utils.fingerprint import weights_fingerprint
 from fssam.utils.logging import setup_logging, teardown_logging, write_run_records
 from fssam.utils.seed import seed_everything
 
 log = logging.getLogger("train")
-
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
-
 
 def settings_from_config(trainer: DictConfig) -> TrainSettings:
     """TrainSettings from the ``trainer`` group."""
@@ -61,12 +58,14 @@ def build_optimizers(cfg: DictConfig, model: torch.nn.Module) -> list[ScheduledO
 def val_prior_cache(cfg: DictConfig, model: torch.nn.Module,
                     device: torch.device) -> PriorCache | None:
     """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
-    if cfg.trainer.val_prior_cache is None or getattr(model, "prior", None) is None:
+    if cfg.trainer.val_prior_cache is None:
         return None
-    amp = AMP_DTYPES[cfg.trainer.amp] if device.type == "cuda" else None
+    if not callable(getattr(model, "prior_cache_settings", None)):
+        raise ConfigError(f"trainer.val_prior_cache={cfg.trainer.val_prior_cache}: model "
+                          f"{cfg.model.name} has no priors to cache (no prior_cache_settings)")
     settings = cache_settings(cfg, seed=cfg.trainer.val_seed,
-                              dino_weights=weights_fingerprint(model.prior.dino),
-                              amp_dtype=amp)
+                              model_settings=model.prior_cache_settings(),
+                              amp_dtype=amp_dtype(cfg.trainer, device))
     return PriorCache(cfg.trainer.val_prior_cache, settings)
 
 

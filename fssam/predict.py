@@ -151,7 +151,7 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
                     else nullcontext())
         with torch.no_grad(), autocast:
             logits = model(batch)["logits"][0].float()
-        pred = logits_to_prediction(logits, tuple(rgb.shape[:2])).cpu().numpy()
+        pred = logits_to_prediction(logits, tuple(rgb.shape[:2]), model.foreground).cpu().numpy()
         mask_path = output / f"{stem}_mask.png"
         _write_png(mask_path, pred.astype(np.uint8) * 255)
         _write_png(output / f"{stem}_overlay.png", overlay(rgb, pred))

@@ -49,7 +49,7 @@ def test_the_documented_command_composes():
     kwargs = dataset_kwargs(cfg, mode="val", num_episodes=10, seed=321)
     assert kwargs["dataset"] == "coco" and kwargs["fold"] == 2 and kwargs["shot"] == 5
     assert kwargs["scale_range"] == (0.8, 1.25) and kwargs["seed"] == 321
-    assert not {"name", "variant", "optim", "checks"} & set(model_kwargs(cfg.model))
+    assert not {"name", "variant", "optim", "checks", "release"} & set(model_kwargs(cfg.model))
 
 
 @pytest.mark.parametrize("experiment", options("experiment"))

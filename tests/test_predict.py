@@ -90,6 +90,7 @@ def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[n
     """What evaluation computes: float images through eval_transform, logits_to_prediction."""
     from fssam.data.transforms import eval_transform
     from fssam.engine.evaluator import logits_to_prediction
+    from fssam.models.foreground import sigmoid_foreground
 
     def prepared(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = eval_transform(image.astype(np.float32), mask, 128)
@@ -101,7 +102,7 @@ def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[n
              "support_masks": torch.stack([p[1] for p in pairs])[None]}
     with torch.no_grad():
         logits = model(batch)["logits"][0]
-    return logits_to_prediction(logits, query.shape[:2]).numpy()
+    return logits_to_prediction(logits, query.shape[:2], sigmoid_foreground).numpy()
 
 
 def _rgb(path: Path) -> np.ndarray:

@@ -29,6 +29,7 @@ from fssam.engine.feature_cache import (BatchFeatures, FeatureCache, PassMemo, l
                                         supports_feature_cache)
 from fssam.engine.prior_cache import PriorCache
 from fssam.engine.visualize import episode_panel, save_episode_png
+from fssam.models.foreground import sigmoid_foreground
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ class PriorOnly(nn.Module):
         if priors is None:
             priors = self.model(batch, **reuse)["priors"]
         return {"logits": priors[:, 0] - 0.5, "priors": priors}
+
+    def foreground(self, logits: torch.Tensor) -> torch.Tensor:
+        return sigmoid_foreground(logits)
 
     def frozen_encoders(self) -> dict[str, str]:
         return self.model.frozen_encoders()
@@ -174,7 +178,7 @@ def evaluate_batch(
     logits = out["logits"].float()
     preds = []
     for i, label in enumerate(batch["query_label"]):
-        pred = logits_to_prediction(logits[i], tuple(label.shape)).cpu()
+        pred = logits_to_prediction(logits[i], tuple(label.shape), model.foreground).cpu()
         evaluator.update(pred, label, int(batch["class_id"][i]))
         preds.append(pred)
     return preds

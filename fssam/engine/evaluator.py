@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -30,15 +30,17 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = 255
 
 
-def logits_to_prediction(logits: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Upsample logits [H,W] to ``size`` (bilinear, align_corners=True); sigmoid >= 0.5."""
+def logits_to_prediction(logits: torch.Tensor, size: Sequence[int],
+                         foreground: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Upsample logits [H,W] to ``size`` (bilinear, align_corners=True), then apply the
+    method's ``foreground`` rule (its model's ``foreground``, see fssam.models.foreground)."""
     if logits.dim() != 2:
         raise ValueError(f"logits must be [H,W], got shape {tuple(logits.shape)}")
     height, width = (int(s) for s in size)
     up = F.interpolate(
         logits[None, None].float(), size=(height, width), mode="bilinear", align_corners=True
     )[0, 0]
-    return torch.sigmoid(up) >= 0.5
+    return foreground(up)
 
 
 def _iou_percent(inter: float, union: float) -> float:

@@ -63,21 +63,21 @@ def prior_cache_key(settings: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def cache_settings(cfg: Any, *, seed: int, dino_weights: str,
-                         amp_dtype: torch.dtype | None) -> dict[str, Any]:
-    """Cache settings of a composed train/test config's evaluation episodes (one ``seed``)."""
+def cache_settings(cfg: Any, *, seed: int, model_settings: Mapping[str, Any],
+                   amp_dtype: torch.dtype | None) -> dict[str, Any]:
+    """Cache settings of a composed train/test config's evaluation episodes (one ``seed``);
+    ``model_settings`` is the model's ``prior_cache_settings()`` (its prior encoder's
+    ``dino_variant``, ``dino_input_size`` and ``dino_weights`` fingerprint)."""
     data = cfg.dataset
     return {
         "dataset": f"{data.name}:{Path(data.root).resolve()}",
         "fold": int(cfg.split),
         "shot": int(cfg.shot),
         "seed": int(seed),
-        "image_size": int(cfg.sam2.image_size),
+        "image_size": int(cfg.model.image_size),
         "support_annotation": data.support_annotation,
         "coco_split": data.coco_split if data.protocol == "coco" else None,
-        "dino_variant": cfg.model.dino_variant,
-        "dino_input_size": int(cfg.model.dino_input_size),
-        "dino_weights": dino_weights,
+        **model_settings,
         "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
     }
 

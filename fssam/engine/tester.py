@@ -20,7 +20,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.initialize import get_gh_backup, restore_gh_from_backup
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fssam.data import build_dataset
@@ -29,11 +29,10 @@ from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.feature_cache import PassMemo, reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings
-from fssam.models.fssam import FSSAM, load_release_checkpoint
-from fssam.utils.config import (ConfigError, dataset_kwargs, model_kwargs, validate_config,
-                                validate_eval_cache)
+from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
+from fssam.utils.config import amp_dtype as amp_dtype_of
+from fssam.utils.config import validate_eval_cache
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
-from fssam.utils.fingerprint import weights_fingerprint
 from fssam.utils.io import atomic_write_text
 from fssam.utils.logging import setup_logging, teardown_logging
 from fssam.utils.seed import seed_everything
@@ -83,45 +82,49 @@ def validate_test_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={cfg[key]!r}: must be true or false")
 
 
-def build_test_model(cfg: DictConfig) -> FSSAM:
+def build_test_model(cfg: DictConfig) -> torch.nn.Module:
     """The configured model with the weights of ``checkpoint`` (``checkpoint_format``).
 
     Seeded with ``cfg.seed`` before it is built, as training does, so parts without a
-    weight file (random micro SAM 2 / tiny DINOv2 of tests and the demo) are the same.
+    weight file (random micro SAM 2 / tiny DINOv2 of tests and the demo) are the same. An
+    authors' checkpoint is read by the method's ``model.release.loader``; the builder
+    arguments in ``model.release.build_without`` (weight files the release checkpoint
+    replaces) are then not read.
     """
     seed_everything(int(cfg.seed))
-    model: FSSAM = instantiate(model_kwargs(cfg.model))
+    kwargs = model_kwargs(cfg.model)
+    if cfg.checkpoint_format == "release":
+        for key in cfg.model.release.build_without:
+            kwargs[key] = None
+    model = instantiate(kwargs)
     if cfg.checkpoint_format == "ours":
         load_trained_weights(model, cfg.checkpoint)
     elif cfg.checkpoint_format == "release":
-        load_release_checkpoint(model, cfg.checkpoint)
+        get_method(cfg.model.release.loader)(model, cfg.checkpoint)
     else:
         log.warning("checkpoint_format=none: testing the model WITHOUT trained weights")
     return model
 
 
-def _prior_cache(
-    cfg: DictConfig, dino_weights: str | None, seed: int, amp_dtype: torch.dtype | None
-) -> PriorCache | None:
-    if dino_weights is None:
+def _prior_cache(cfg: DictConfig, model: torch.nn.Module, seed: int,
+                 amp_dtype: torch.dtype | None) -> PriorCache | None:
+    if not cfg.prior_cache:
         return None
-    settings = cache_settings(cfg, seed=seed, dino_weights=dino_weights,
+    if not callable(getattr(model, "prior_cache_settings", None)):
+        raise ConfigError(f"prior_cache=true: model {cfg.model.name} has no priors to cache "
+                          f"(no prior_cache_settings)")
+    settings = cache_settings(cfg, seed=seed, model_settings=model.prior_cache_settings(),
                               amp_dtype=amp_dtype)
     return PriorCache(cfg.prior_cache_dir, settings)
 
 
-def _amp_dtype(cfg: DictConfig, device: torch.device) -> torch.dtype | None:
-    return torch.bfloat16 if device.type == "cuda" and cfg.trainer.amp == "bf16" else None
-
-
-def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, Any]:
+def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> dict[str, Any]:
     """Metrics of every seed in ``cfg.seeds`` and their mean/std (see ``summarize_seeds``)."""
     model.to(info.device)
     predictor = PriorOnly(model) if cfg.prior_only else model
     classes = novel_classes(cfg.dataset.protocol, int(cfg.split), cfg.dataset.coco_split)
     per_seed: dict[int, dict[str, Any]] = {}
     start = time.perf_counter()
-    dino_weights = weights_fingerprint(model.prior.dino) if cfg.prior_cache else None
     # The weights never change here: support memories may be reused across all seeds.
     feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
     memo = PassMemo(size_gb=memo_gb) if memo_gb else None
@@ -133,14 +136,14 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
             dataset, batch_size=int(cfg.batch_size), num_workers=int(cfg.trainer.num_workers)
         )
         vis_dir = Path(cfg.run_dir) / "vis" if number == 0 and cfg.vis > 0 else None
-        amp_dtype = _amp_dtype(cfg, info.device)
+        amp_dtype = amp_dtype_of(cfg.trainer, info.device)
         per_seed[int(seed)] = run_evaluation(
             predictor,
             loader,
             class_ids=classes,
             device=info.device,
             amp_dtype=amp_dtype,
-            prior_cache=_prior_cache(cfg, dino_weights, seed, amp_dtype),
+            prior_cache=_prior_cache(cfg, model, seed, amp_dtype),
             feature_cache=feature_cache,
             memo=memo,
             vis_dir=vis_dir,
@@ -157,8 +160,8 @@ def evaluate_seeds(cfg: DictConfig, model: FSSAM, info: DistInfo) -> dict[str, A
         "dataset": cfg.dataset.name,
         "split": int(cfg.split),
         "shot": int(cfg.shot),
-        "sam2": cfg.sam2.name,
         "model": cfg.model.name,
+        "variant": cfg.model.variant,
         "checkpoint": None if cfg.checkpoint_format == "none" else str(cfg.checkpoint),
         "checkpoint_format": cfg.checkpoint_format,
         "prior_only": bool(cfg.prior_only),
@@ -191,7 +194,7 @@ def format_results(results: dict[str, Any]) -> str:
     summary = results["summary"]
     lines = [
         f"{results['model']} {results['dataset']} split{results['split']} {results['shot']}-shot "
-        f"SAM 2 {results['sam2']}: {len(results['per_seed'])} seed(s) x "
+        f"{results['variant']}: {len(results['per_seed'])} seed(s) x "
         f"{results['episodes']} episodes",
         f"{'seed':>10}  {'mIoU':>14}  {'FB-IoU':>14}",
     ]

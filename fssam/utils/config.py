@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import torch
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,8 +18,9 @@ DATASETS = ("pascal", "coco", "toy")
 PROTOCOLS = ("pascal", "coco")
 COCO_SPLITS = ("interleaved", "contiguous")
 SUPPORT_ANNOTATIONS = ("mask", "bbox")
-AMP_MODES = ("bf16", "fp16", "none")
-NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks")
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+AMP_MODES = tuple(AMP_DTYPES)
+NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks", "release")
 DEVICES = ("auto", "cuda", "cpu")
 CACHE_STORAGES = ("cpu", "device")
 
@@ -122,6 +124,11 @@ def validate_eval_cache(settings: DictConfig) -> None:
     check_choice(cfg, "trainer.eval_cache.storage", CACHE_STORAGES)
 
 
+def amp_dtype(trainer: DictConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``trainer.amp`` on ``device``; None (float32) off CUDA."""
+    return AMP_DTYPES[trainer.amp] if device.type == "cuda" else None
+
+
 def per_process_batch(trainer: DictConfig, world_size: int) -> int:
     """``total_batch_size / world_size`` when a total is set, else ``batch_size``."""
     total = trainer.total_batch_size
@@ -135,7 +142,7 @@ def per_process_batch(trainer: DictConfig, world_size: int) -> int:
 
 def model_kwargs(model_cfg: DictConfig) -> DictConfig:
     """The ``model`` group ready for ``instantiate``: without the run-folder labels
-    (``name``, ``variant``), the training recipe (``optim``) and ``checks``."""
+    (``name``, ``variant``), the training recipe (``optim``), ``checks`` and ``release``."""
     container = OmegaConf.to_container(model_cfg, resolve=True)
     for key in NOT_BUILDER_KEYS:
         container.pop(key, None)

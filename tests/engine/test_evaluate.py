@@ -23,6 +23,7 @@ from fssam.engine.evaluate import (
     summarize_seeds,
 )
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
+from fssam.models.foreground import sigmoid_foreground
 from fssam.engine.prior_cache import PriorCache
 from fssam.models.fssam import build_model
 
@@ -176,7 +177,7 @@ def test_prior_only_scores_the_thresholded_prior(model, dataset) -> None:
             ]
             expected.update(up >= 0.5, label, int(batch["class_id"][i]))
             # Equal but where float rounding decides (|prior - 0.5| below 1e-6).
-            differ = logits_to_prediction(logits[i], size) != (up >= 0.5)
+            differ = logits_to_prediction(logits[i], size, sigmoid_foreground) != (up >= 0.5)
             assert not (differ & ((up - 0.5).abs() > 1e-6)).any()
     got, want = evaluate(baseline, dataset, batch_size=4), expected.compute()
     assert got["miou"] == pytest.approx(want["miou"], abs=0.01)

@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
+from fssam.models.foreground import positive_foreground, sigmoid_foreground
 
 sys.path.insert(0, str(Path(__file__).parent))
 import evaluator_dist_worker as worker  # noqa: E402
@@ -121,14 +122,21 @@ def test_bad_inputs() -> None:
 
 def test_logits_to_prediction_uses_align_corners() -> None:
     logits = torch.tensor([[-3.0, 1.0], [-3.0, 1.0]])
-    pred = logits_to_prediction(logits, (2, 4))
+    pred = logits_to_prediction(logits, (2, 4), sigmoid_foreground)
     # align_corners=True samples -3, -1.67, -0.33, 1 -> only the last column >= 0
     # (align_corners=False would give -3, -2, 0, 1 and mark the third column too).
     assert pred.dtype == torch.bool
     assert pred.tolist() == [[False, False, False, True]] * 2
-    assert logits_to_prediction(torch.zeros(3, 3), (5, 7)).all()  # sigmoid(0) = 0.5
     with pytest.raises(ValueError):
-        logits_to_prediction(torch.zeros(1, 3, 3), (5, 7))
+        logits_to_prediction(torch.zeros(1, 3, 3), (5, 7), sigmoid_foreground)
+
+
+def test_foreground_rules_differ_only_on_ties() -> None:
+    zeros = torch.zeros(3, 3)
+    assert logits_to_prediction(zeros, (5, 7), sigmoid_foreground).all()  # sigmoid(0) = 0.5
+    assert not logits_to_prediction(zeros, (5, 7), positive_foreground).any()  # tie -> bg
+    logits = torch.tensor([[-2.0, 1e-3], [3.0, -1e-3]])
+    assert torch.equal(sigmoid_foreground(logits), positive_foreground(logits))
 
 
 def test_two_process_all_reduce_matches_single_process(tmp_path: Path) -> None:

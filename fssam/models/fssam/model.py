@@ -17,7 +17,9 @@ from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
 from fssam.models.fssam.prior import PseudoPromptGenerator
+from fssam.models.foreground import sigmoid_foreground
 from fssam.models.losses import dice_loss
+from fssam.utils.fingerprint import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,22 @@ class FSSAM(nn.Module):
                            f"unexpected {unexpected}")
         self.load_state_dict(dict(state), strict=False)
 
+    @staticmethod
+    def foreground(logits: Tensor) -> Tensor:
+        """Foreground of logits at the label size: ``sigmoid >= 0.5`` (DESIGN.md section 6)."""
+        return sigmoid_foreground(logits)
+
     def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Dice of ``sigmoid(out["logits"])`` against ``batch["query_mask"] == 1``."""
         return {"loss": dice_loss(out["logits"].float(), batch["query_mask"])}
+
+    def prior_cache_settings(self) -> dict[str, Any]:
+        """What the pseudo-prompt priors depend on beyond the episode (the engine's on-disk
+        prior cache keys them with it): DINOv2's variant, input size and weights."""
+        if self.prior is None:
+            raise ValueError("this FSSAM has no prior generator: its priors come with the batch")
+        return {"dino_variant": self.prior.variant, "dino_input_size": self.prior.input_size,
+                "dino_weights": weights_fingerprint(self.prior.dino)}
 
     # -- frozen encoders (the engine's feature-cache protocol) ----------------------------
     def frozen_encoders(self) -> dict[str, str]:
