@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fssam.data.episodic import episode_images
+from fssam.models.foreground import positive_foreground
 from fssam.models.hmnet import ensemble as ens
 from fssam.models.hmnet.backbones import BACKBONES, backbone_stages, feature_channels
 from fssam.models.hmnet.decoder import decode, merge, meta_decoder, reduction
@@ -134,6 +135,11 @@ class HMNet(nn.Module):
             raise KeyError(f"trainable state dict mismatch: missing {missing}, "
                            f"unexpected {unexpected}")
         self.load_state_dict(dict(state), strict=False)
+
+    @staticmethod
+    def foreground(logits: Tensor) -> Tensor:
+        """Foreground of logits at the label size: ``logits > 0`` (section 2.11)."""
+        return positive_foreground(logits)
 
     def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Training loss of a train-mode ``out``: cross entropy of ``final`` plus the Dice of
