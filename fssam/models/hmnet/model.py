@@ -177,7 +177,9 @@ class HMNet(nn.Module):
         engine's protocol and not used (what depends on trainable weights is cheap here).
 
         Returns ``logits`` (b,H,W) = final[:,1] - final[:,0] (foreground iff > 0), ``final``
-        (b,2,H,W), in training mode ``meta`` (b,2,H,W), and ``intermediates`` on request.
+        (b,2,H,W), ``priors`` (b,2,S,S) (the prior-FG and prior-corr maps of section 2.6, from
+        frozen features only), in training mode ``meta`` (b,2,H,W), and ``intermediates`` on
+        request.
         """
         b, k = batch["support_imgs"].shape[:2]
         feats = (features.get(ENCODER) if features is not None
@@ -205,7 +207,8 @@ class HMNet(nn.Module):
         inter.update(self.ensemble_outputs(query_feats, support_feats, inter["meta_out"],
                                            base_class_index))
         final = up(inter["final_out"], out_size)
-        out: dict[str, Any] = {"logits": final[:, 1] - final[:, 0], "final": final}
+        out: dict[str, Any] = {"logits": final[:, 1] - final[:, 0], "final": final,
+                               "priors": inter["corr_query_mask"]}
         if self.training:
             out["meta"] = up(inter["meta_out"], out_size)
         if return_intermediates:
