@@ -36,7 +36,8 @@ def checked(*overrides: str):
 def test_groups_hold_the_expected_options():
     assert options("dataset") == ["coco", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert options("experiment") == ["coco_fssam", "pascal_fssam"]
+    assert options("experiment") == ["coco_fssam", "coco_hmnet", "pascal_fssam", "pascal_hmnet"]
+    assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
 
 
@@ -52,7 +53,7 @@ def test_the_documented_command_composes():
     assert not {"name", "variant", "optim", "checks", "release"} & set(model_kwargs(cfg.model))
 
 
-@pytest.mark.parametrize("experiment", options("experiment"))
+@pytest.mark.parametrize("experiment", ["coco_fssam", "pascal_fssam"])
 @pytest.mark.parametrize("sam2", ["tiny", "small", "base_plus", "large"])
 @pytest.mark.parametrize("shot", [1, 5])
 def test_every_experiment_composes(experiment, sam2, shot):
@@ -64,6 +65,35 @@ def test_every_experiment_composes(experiment, sam2, shot):
     assert cfg.trainer.total_batch_size == 8 and per_process_batch(cfg.trainer, 4) == 2
     assert cfg.run_dir == f"exp/{dataset}/FSSAM/split0/{shot}shot/{sam2}"
     OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg"])
+@pytest.mark.parametrize("shot", [1, 5])
+def test_hmnet_experiments_select_the_model_and_the_dataset_sizes(dataset, backbone, shot):
+    cfg = checked(f"dataset={dataset}", f"experiment={dataset}_hmnet", f"model.backbone={backbone}",
+                  f"shot={shot}")
+    sizes = {"pascal": (473, 64, 15, 1000), "coco": (633, 80, 60, 4000)}[dataset]
+    assert (cfg.model.image_size, cfg.model.grid, cfg.model.num_base_classes) == sizes[:3]
+    kwargs = model_kwargs(cfg.model)
+    assert kwargs["_target_"] == "fssam.models.hmnet.build_model" and kwargs["shot"] == shot
+    assert kwargs["base_learner_checkpoint"] == (
+        f"pretrained/hmnet/initmodel/PSPNet/{dataset}/split0/{backbone}/best.pth")
+    assert cfg.run_dir == f"exp/{dataset}/HMNet/split0/{shot}shot/{backbone}"
+    assert dataset_kwargs(cfg, mode="val")["image_size"] == sizes[0]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        test = compose("test", overrides=[f"dataset={dataset}", f"experiment={dataset}_hmnet"])
+    assert (test.episodes, list(test.seeds)) == (sizes[3], [321])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone=resnet101", "model.backbone='resnet101': must be one of resnet50, vgg"),
+    ("model.grid=62", "model.grid=62: must be a multiple of 4"),
+    ("model.num_base_classes=60", "model.num_base_classes=60: pascal has 15 base classes"),
+])
+def test_invalid_hmnet_values_name_key_and_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        checked("model=hmnet", override)
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in ("dataset", "sam2", "model", "trainer",
