@@ -1,11 +1,15 @@
 #!/bin/sh
-# Test a trained FSSAM on 1000 episodes per seed (configs/test.yaml) with torchrun.
+# Test a trained model on the evaluation episodes (configs/test.yaml) with torchrun.
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh test.sh {pascal|coco} {split} {shot} HMNet {resnet50|vgg} [hydra overrides...]
+# FSSAM: 1000 episodes x 5 seeds. HMNet: the authors' protocol (experiment=<dataset>_hmnet:
+# 1000 PASCAL / 4000 COCO episodes, seed 321, input 473 / 633).
 # GPUs: NGPUS (default 1). Example: NGPUS=4 sh test.sh coco 2 5 FSSAM large 'seeds=[321]'
 set -eu
 
 usage() {
     echo "usage: sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       GPUs from NGPUS (default 1)" >&2
     exit 2
 }
@@ -22,15 +26,23 @@ shift 5
 case $dataset in pascal | coco) ;; *) fail "unknown dataset '$dataset' (pascal or coco)" ;; esac
 case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
 case $shot in '' | *[!0-9]* | 0*) fail "shot must be a positive integer, got '$shot'" ;; esac
-[ "$model" = FSSAM ] || fail "model must be FSSAM, got '$model'"
-case $size in
-    small) sam2=small ;;
-    base) sam2=base_plus ;;
-    large) sam2=large ;;
-    *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+case $model in
+    FSSAM)
+        case $size in
+            small) choice="sam2=small" ;;
+            base) choice="sam2=base_plus" ;;
+            large) choice="sam2=large" ;;
+            *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+        esac ;;
+    HMNet)
+        case $size in
+            resnet50 | vgg) choice="experiment=${dataset}_hmnet model.backbone=$size" ;;
+            *) fail "HMNet backbone must be resnet50 or vgg, got '$size'" ;;
+        esac ;;
+    *) fail "model must be FSSAM or HMNet, got '$model'" ;;
 esac
 ngpus=${NGPUS:-1}
 case $ngpus in '' | *[!0-9]* | 0*) fail "NGPUS must be a positive integer, got '$ngpus'" ;; esac
 
 exec torchrun --standalone --nproc_per_node="$ngpus" "$(dirname "$0")/test.py" \
-    dataset="$dataset" split="$split" shot="$shot" sam2="$sam2" "$@"
+    dataset="$dataset" split="$split" shot="$shot" $choice "$@"

@@ -2,7 +2,8 @@
 
 Writes ``<stem>_mask.png`` (0/255, the query's original size) and ``<stem>_overlay.png``
 per query. Images are resized to the model's input size as in evaluation; the logits are
-upsampled to the original size (bilinear, align_corners=True), foreground = sigmoid >= 0.5.
+upsampled to the original size (bilinear, align_corners=True); the foreground is the
+method's rule (FSSAM: sigmoid >= 0.5; HMNet: the argmax of its two channels).
 
     python predict.py --checkpoint best.pt --support-images s.jpg --support-masks s.png \\
         --query photos/ --output outputs/predict
@@ -16,56 +17,67 @@ import logging
 import pickle
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_method, instantiate
+from omegaconf import OmegaConf
 
 from fssam.data.user_images import (InputError, Support, list_queries, load_supports,
                                     read_image, to_model_input)
 from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.evaluator import logits_to_prediction
-from fssam.models.fssam import build_model, load_release_checkpoint
+from fssam.engine.tester import compose_config
+from fssam.utils.config import model_kwargs
 
 log = logging.getLogger(__name__)
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
 NO_FILE = "none"  # as a weight file: random initialisation (tests and demos only)
+# Flags that override one key of the model settings (FSSAM's builder arguments).
+MODEL_FLAGS = ("sam2_config", "sam2_checkpoint", "image_size", "dino_variant",
+               "dino_checkpoint", "dino_input_size", "dino_kwargs", "num_refine",
+               "refine_version", "legacy_kshot")
 
 
-@dataclass
-class ModelSettings:
-    """Keyword arguments of ``fssam.models.fssam.build_model``."""
-
-    sam2_config: str = "sam2_hiera_s.yaml"
-    sam2_checkpoint: str | None = "pretrained/sam2_hiera_small.pt"
-    image_size: int = 512
-    dino_variant: str = "vitb14"
-    dino_checkpoint: str | None = "pretrained/dinov2_vitb14_pretrain.pth"
-    dino_input_size: int = 560
-    dino_kwargs: dict | None = None
-    num_refine: int = 3
-    refine_version: str = "v1"
-    legacy_kshot: bool = False
+def _apply_overrides(group: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``model.<key>=value`` overrides of a checkpoint's saved model settings."""
+    bad = [o for o in overrides if not o.startswith("model.") or "=" not in o]
+    if bad:
+        raise InputError(f"--override {' '.join(bad)}: a checkpoint with a saved config takes "
+                         f"only model.<key>=value overrides of it")
+    merged = OmegaConf.merge({"model": group}, OmegaConf.from_dotlist(list(overrides)))
+    return OmegaConf.to_container(merged, resolve=True)["model"]
 
 
-def settings_from_config(config: dict | None) -> dict[str, Any]:
-    """Model settings in a checkpoint's saved training config (its ``model`` group)."""
-    group = (config or {}).get("model") or {}
-    return {f.name: group[f.name] for f in fields(ModelSettings) if f.name in group}
-
-
-def resolve_settings(args: argparse.Namespace, config: dict | None) -> ModelSettings:
-    """Defaults, overridden by the checkpoint's config, overridden by explicit flags."""
-    values = asdict(ModelSettings()) | settings_from_config(config)
-    for name in values:
+def model_group(args: argparse.Namespace, config: dict | None) -> dict[str, Any]:
+    """The model settings (a config's ``model`` group): the checkpoint's saved training
+    config, else configs/test.yaml composed with ``--override`` (default: FSSAM with SAM 2-S
+    and DINOv2-B at 512; ``shot`` defaults to the number of supports); then the flags."""
+    overrides = list(args.override or [])
+    if config is not None and "model" in config:
+        group = _apply_overrides(dict(config["model"]), overrides)
+    else:
+        if not any(o.startswith("shot=") for o in overrides):
+            overrides.append(f"shot={len(args.support_images)}")
+        try:
+            composed = compose_config("test", overrides)
+        except Exception as err:  # Hydra names the override it cannot apply
+            raise InputError(f"--override {' '.join(overrides)}: {err}") from err
+        group = OmegaConf.to_container(composed.model, resolve=True)
+    for name in MODEL_FLAGS:
         given = getattr(args, name, None)
-        if given is not None:
-            values[name] = None if given == NO_FILE else given
-    return ModelSettings(**values)
+        if given is None:
+            continue
+        if name not in group:
+            raise InputError(f"--{name.replace('_', '-')} does not apply to model "
+                             f"{group.get('name')}")
+        group[name] = None if given == NO_FILE else given
+    return group
 
 
 def _read_checkpoint(path: Path, fmt: str) -> dict | None:
@@ -84,26 +96,36 @@ def _read_checkpoint(path: Path, fmt: str) -> dict | None:
 
 
 def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn.Module, int]:
-    """Build FSSAM with the resolved settings and load the checkpoint; returns (model, S)."""
+    """Build the model of the resolved settings and load the checkpoint; returns (model, S)
+    with S the input side images are resized to."""
     checkpoint = Path(args.checkpoint)
     state = _read_checkpoint(checkpoint, args.checkpoint_format)
-    settings = resolve_settings(args, None if state is None else state.get("config"))
-    log.info("model settings: %s", settings)
-    model = build_model(**asdict(settings))
+    group = model_group(args, None if state is None else state.get("config"))
+    log.info("model settings: %s", group)
+    kwargs = model_kwargs(OmegaConf.create(group))
+    if state is None:
+        for key in group.get("release", {}).get("build_without", []):
+            kwargs[key] = None  # the authors' file replaces these weights
+    try:
+        model = instantiate(kwargs)
+    except InstantiationException as err:  # a missing weight file names itself
+        raise err.__cause__ if isinstance(err.__cause__, FileNotFoundError) else InputError(
+            f"cannot build model {group.get('name')}: {err}") from err
     try:
         if state is not None:
             model.load_trainable_state_dict(state["model"])
         else:
-            load_release_checkpoint(model, checkpoint)
+            get_method(group["release"]["loader"])(model, checkpoint)
     except (pickle.UnpicklingError, EOFError) as err:
         raise InputError(f"cannot read checkpoint {checkpoint}: {err}") from err
     except (KeyError, RuntimeError) as err:
         reason = err.args[0] if err.args else err
         raise InputError(
-            f"{checkpoint} does not fit the model built from {settings.sam2_config}: {reason}. "
-            f"Check --sam2-config (the SAM 2 size it was trained with) and "
-            f"--checkpoint-format") from err
-    return model.to(device).eval(), settings.image_size
+            f"{checkpoint} does not fit the model {group.get('name')} built from "
+            f"{group.get('sam2_config', group.get('backbone'))}: {reason}. Check the model "
+            f"settings (flags, --override: e.g. the SAM 2 size or backbone it was trained "
+            f"with) and --checkpoint-format") from err
+    return model.to(device).eval(), int(group["image_size"])
 
 
 def overlay(rgb: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -150,7 +172,10 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
         autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
                     else nullcontext())
         with torch.no_grad(), autocast:
-            logits = model(batch)["logits"][0].float()
+            try:
+                logits = model(batch)["logits"][0].float()
+            except ValueError as err:  # e.g. a K-shot HMNet given another number of supports
+                raise InputError(f"the model cannot segment with these supports: {err}") from err
         pred = logits_to_prediction(logits, tuple(rgb.shape[:2]), model.foreground).cpu().numpy()
         mask_path = output / f"{stem}_mask.png"
         _write_png(mask_path, pred.astype(np.uint8) * 255)
@@ -180,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     io = parser.add_argument_group("inputs and outputs")
     io.add_argument("--checkpoint", required=True, help="our last.pt/best.pt or a release file")
     io.add_argument("--checkpoint-format", choices=("ours", "release"), default="ours",
-                    help="'release' for the authors' released FSSAM checkpoints")
+                    help="'release' for the authors' released checkpoints (FSSAM, or HMNet "
+                         "with --override experiment=pascal_hmnet ...)")
     io.add_argument("--support-images", nargs="+", required=True, type=Path, metavar="IMAGE")
     which = io.add_mutually_exclusive_group(required=True)
     which.add_argument("--support-masks", nargs="+", type=Path, metavar="PNG",
@@ -197,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--seed", type=int, default=0, help="seeds any randomly initialised part")
     model = parser.add_argument_group(
         "model settings (default: the checkpoint's saved config, else SAM 2-S + DINOv2-B at 512)")
+    model.add_argument("--override", nargs="+", metavar="KEY=VALUE",
+                       help="Hydra overrides of configs/test.yaml for a checkpoint without a "
+                            "saved config (e.g. experiment=coco_hmnet dataset=coco "
+                            "model.backbone=vgg), else model.<key>=value of the saved one")
     model.add_argument("--sam2-config", help="sam2 package config name or a yaml path")
     model.add_argument("--sam2-checkpoint", help="SAM 2 weights ('none': random)")
     model.add_argument("--image-size", type=int)

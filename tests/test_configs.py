@@ -37,7 +37,9 @@ def checked(*overrides: str):
 def test_groups_hold_the_expected_options():
     assert options("dataset") == ["coco", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert {"coco_fssam", "pascal_fssam", "coco_base", "pascal_base"} <= set(options("experiment"))
+    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "pascal_base",
+                                     "pascal_fssam", "pascal_hmnet"]
+    assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny", "pspnet"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
 
 
@@ -69,6 +71,25 @@ def test_every_experiment_composes(experiment, sam2, shot):
 
 @pytest.mark.parametrize("dataset", ["pascal", "coco"])
 @pytest.mark.parametrize("backbone", ["resnet50", "vgg"])
+@pytest.mark.parametrize("shot", [1, 5])
+def test_hmnet_experiments_select_the_model_and_the_dataset_sizes(dataset, backbone, shot):
+    cfg = checked(f"dataset={dataset}", f"experiment={dataset}_hmnet", f"model.backbone={backbone}",
+                  f"shot={shot}")
+    sizes = {"pascal": (473, 64, 15, 1000), "coco": (633, 80, 60, 4000)}[dataset]
+    assert (cfg.model.image_size, cfg.model.grid, cfg.model.num_base_classes) == sizes[:3]
+    kwargs = model_kwargs(cfg.model)
+    assert kwargs["_target_"] == "fssam.models.hmnet.build_model" and kwargs["shot"] == shot
+    assert kwargs["base_learner_checkpoint"] == (
+        f"pretrained/hmnet/initmodel/PSPNet/{dataset}/split0/{backbone}/best.pth")
+    assert cfg.run_dir == f"exp/{dataset}/HMNet/split0/{shot}shot/{backbone}"
+    assert dataset_kwargs(cfg, mode="val")["image_size"] == sizes[0]
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        test = compose("test", overrides=[f"dataset={dataset}", f"experiment={dataset}_hmnet"])
+    assert (test.episodes, list(test.seeds)) == (sizes[3], [321])
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
+@pytest.mark.parametrize("backbone", ["resnet50", "vgg"])
 def test_base_learner_experiments_compose_to_bams_recipe(dataset, backbone):
     # train.sh's overrides for "{dataset} 3 base HMNet {backbone}"
     cfg = checked(f"dataset={dataset}", "split=3", "model=pspnet", f"model.backbone={backbone}",
@@ -86,6 +107,16 @@ def test_base_learner_experiments_compose_to_bams_recipe(dataset, backbone):
     assert lrs == {"pascal": (2.5e-4, 2.5e-3), "coco": (2.5e-3, 2.5e-3)}[dataset]
     kwargs = model_kwargs(cfg.model)
     assert not {"task", "weight_files", "optim"} & set(kwargs)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.backbone=resnet101", "model.backbone='resnet101': must be one of resnet50, vgg"),
+    ("model.grid=62", "model.grid=62: must be a multiple of 4"),
+    ("model.num_base_classes=60", "model.num_base_classes=60: pascal has 15 base classes"),
+])
+def test_invalid_hmnet_values_name_key_and_value(override, message):
+    with pytest.raises(ConfigError, match=message):
+        checked("model=hmnet", override)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -9,9 +9,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from fssam.data.user_images import read_mask
-from fssam.predict import build_parser, main, resolve_settings
+from fssam.data.user_images import InputError, read_mask
+from fssam.engine.tester import compose_config
+from fssam.predict import build_parser, main, model_group
 
 
 def _write_rgb(path: Path, height: int, width: int, seed: int) -> Path:
@@ -148,22 +150,46 @@ def test_missing_checkpoint_is_named(files, caplog):
     assert f"checkpoint not found: {files['ckpt']}" in text
 
 
-def test_settings_precedence_flags_over_config_over_defaults():
-    args = build_parser().parse_args(["--checkpoint", "c.pt", "--support-images", "s.jpg",
-                                      "--support-boxes", "0,0,1,1", "--query", "q.jpg",
-                                      "--num-refine", "5", "--dino-checkpoint", "none"])
-    config = {"model": {"_target_": "fssam.models.fssam.build_model", "name": "FSSAM",
-                        "num_refine": 2, "dino_variant": "vitl14", "image_size": 256},
-              "dataset": {"root": "data/pascal"}}
-    settings = resolve_settings(args, config)
-    assert settings.num_refine == 5 and settings.dino_checkpoint is None  # flags
-    assert settings.dino_variant == "vitl14" and settings.image_size == 256  # saved config
-    assert settings.sam2_config == "sam2_hiera_s.yaml" and settings.dino_input_size == 560
-    assert settings.legacy_kshot is False
+def _args(*extra: str):
+    return build_parser().parse_args(["--checkpoint", "c.pt", "--support-images", "s.jpg",
+                                      "t.jpg", "--support-boxes", "0,0,1,1", "0,0,2,2",
+                                      "--query", "q.jpg", *extra])
+
+
+def test_settings_precedence_flags_over_saved_config():
+    args = _args("--num-refine", "5", "--dino-checkpoint", "none")
+    config = OmegaConf.to_container(compose_config("train", ["model.num_refine=2",
+                                                             "model.dino_variant=vitl14",
+                                                             "sam2.image_size=256"]),
+                                    resolve=True)
+    group = model_group(args, config)
+    assert group["num_refine"] == 5 and group["dino_checkpoint"] is None  # flags
+    assert group["dino_variant"] == "vitl14" and group["image_size"] == 256  # saved config
+    assert group["sam2_config"] == "sam2_hiera_s.yaml" and group["legacy_kshot"] is False
     config["model"]["legacy_kshot"] = True
-    assert resolve_settings(args, config).legacy_kshot is True
+    assert model_group(args, config)["legacy_kshot"] is True
     args.legacy_kshot = False  # --no-legacy-kshot
-    assert resolve_settings(args, config).legacy_kshot is False
+    assert model_group(args, config)["legacy_kshot"] is False
+    args.override = ["model.num_refine=7", "model.refine_version=v2"]
+    assert model_group(args, config)["refine_version"] == "v2"
+    args.override = ["experiment=pascal_hmnet"]
+    with pytest.raises(InputError, match="only model.<key>=value overrides"):
+        model_group(args, config)
+
+
+def test_settings_without_a_saved_config_come_from_the_configs():
+    group = model_group(_args(), None)
+    assert (group["name"], group["sam2_config"], group["image_size"]) == (
+        "FSSAM", "sam2_hiera_s.yaml", 512)
+    group = model_group(_args("--override", "experiment=coco_hmnet", "dataset=coco",
+                              "model.backbone=vgg"), None)
+    assert (group["name"], group["backbone"], group["shot"], group["image_size"]) == (
+        "HMNet", "vgg", 2, 633)  # shot: the number of supports
+    assert group["release"]["build_without"] == ["base_learner_checkpoint"]
+    with pytest.raises(InputError, match="--sam2-config does not apply to model HMNet"):
+        model_group(_args("--override", "model=hmnet", "--sam2-config", "x.yaml"), None)
+    with pytest.raises(InputError, match="--override model=nothing"):
+        model_group(_args("--override", "model=nothing"), None)
 
 
 def test_cuda_request_without_cuda(files, caplog, monkeypatch):

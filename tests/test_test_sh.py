@@ -37,6 +37,10 @@ def run(args: list[str], path: str, ngpus: str | None = None) -> subprocess.Comp
         (["pascal", "0", "1", "FSSAM", "small"], "dataset=pascal split=0 shot=1 sam2=small"),
         (["coco", "3", "5", "FSSAM", "base"], "dataset=coco split=3 shot=5 sam2=base_plus"),
         (["pascal", "2", "5", "FSSAM", "large"], "dataset=pascal split=2 shot=5 sam2=large"),
+        (["pascal", "1", "1", "HMNet", "resnet50"],
+         "dataset=pascal split=1 shot=1 experiment=pascal_hmnet model.backbone=resnet50"),
+        (["coco", "0", "5", "HMNet", "vgg"],
+         "dataset=coco split=0 shot=5 experiment=coco_hmnet model.backbone=vgg"),
     ],
 )
 def test_valid_arguments_reach_torchrun(fake_path: str, args: list[str], expected: str) -> None:
@@ -62,7 +66,8 @@ def test_overrides_and_gpu_count_pass_through(fake_path: str) -> None:
         (["pascal", "4", "1", "FSSAM", "small"], None, "split must be"),
         (["pascal", "0", "0", "FSSAM", "small"], None, "shot must be"),
         (["pascal", "0", "x", "FSSAM", "small"], None, "shot must be"),
-        (["pascal", "0", "1", "HMNet", "small"], None, "model must be FSSAM"),
+        (["pascal", "0", "1", "HMNet", "small"], None, "HMNet backbone must be resnet50 or vgg"),
+        (["pascal", "0", "1", "BAM", "small"], None, "model must be FSSAM or HMNet"),
         (["pascal", "0", "1", "FSSAM", "tiny"], None, "small, base or large"),
         (["pascal", "0", "1", "FSSAM", "small"], "0", "NGPUS"),
     ],

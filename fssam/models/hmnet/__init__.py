@@ -17,17 +17,24 @@ log = logging.getLogger(__name__)
 
 
 def build_model(*, backbone: str = "resnet50", shot: int = 1, num_base_classes: int = 15,
-                grid: int = 64, qim_per_channel_d: bool = False, kshot_rank_fix: bool = False,
+                image_size: int | None = None, grid: int = 64,
+                qim_per_channel_d: bool = False, kshot_rank_fix: bool = False,
                 base_learner_checkpoint: str | Path | None = None,
                 checkpoint: str | Path | None = None, backbone_width: int = 64,
                 head_dim: int = 512, reduce_dim: int = 256, mamba_depth: int = 8) -> HMNet:
     """HMNet with its weights.
+
+    ``image_size``: the input side the data are resized to (473 / 633); any side works, the
+    meta learner resizes to the grid ``grid``; it must leave the backbone maps at least 2x2.
 
     ``checkpoint``: a released HMNet checkpoint (the whole model); the base learner file is
     then not read. Else ``base_learner_checkpoint``: the BAM base learner ``best.pth`` for the
     frozen part (meta learner from its initialisation, for meta-training). Neither: random
     weights, with a warning.
     """
+    if image_size is not None and image_size < 2 * 16:
+        raise ValueError(f"HMNet image_size {image_size} is too small (at least 32: the backbone "
+                         f"has stride 16)")
     model = HMNet(backbone=backbone, shot=shot, num_base_classes=num_base_classes, grid=grid,
                   qim_per_channel_d=qim_per_channel_d, kshot_rank_fix=kshot_rank_fix,
                   backbone_width=backbone_width, head_dim=head_dim, reduce_dim=reduce_dim,
