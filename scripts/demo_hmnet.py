@@ -1,11 +1,11 @@
 """The HMNet demo (``make demo-hmnet``): both of HMNet's training stages learn on CPU in minutes.
 
 1. Generates the synthetic PASCAL-layout dataset into ``data/toy`` if it is missing.
-2. Stage 1, through train.py's code (``model=pspnet``): a tiny PSPNet base learner (VGG
-   layout at 1/8 of the widths, random initialisation) segments fold 0's 15 base classes,
-   96 px crops, 30 epochs of SGD; validated once at the end (base-class mIoU).
-3. Stage 2, through train.py's code (``model=hmnet``): a tiny 1-shot HMNet (grid 16, two
-   Mamba blocks) on that frozen base learner, HMNet's two optimisers and loss, 5 epochs.
+2. Stage 1, through train.py's code (``model=pspnet_tiny``): a tiny PSPNet base learner
+   (VGG layout at 1/8 of the widths, random initialisation) segments fold 0's 15 base
+   classes, 96 px crops, 30 epochs of SGD; validated once at the end (base-class mIoU).
+3. Stage 2, through train.py's code (``model=hmnet_tiny``): a tiny 1-shot HMNet (grid 16,
+   two Mamba blocks) on that frozen base learner, HMNet's two optimisers and loss, 5 epochs.
 4. Tests on fold 0's novel classes, through test.py's code and on the same episodes: the
    trained HMNet, the untrained one (meta learner at its initialisation, same base
    learner) and its prior alone (``prior_fg >= 0.5``), and prints the three results.
@@ -14,7 +14,8 @@ Where the demo departs from the papers' recipes, for a random backbone and a few
 of CPU: both base-learner groups at lr 0.05 (BAM: 2.5e-4 / 2.5e-3 on an ImageNet
 backbone), AdamW at 1e-3 (HMNet: 6e-5), crops of 96 px with scale 0.4-0.7 (the synthetic
 images are 160-256 px; validation and testing see them whole at 96 px).
-Run folders: ``exp/demo/toy/PSPNet/split0/vgg`` and ``exp/demo/toy/HMNet/split0/1shot/vgg``
+Run folders: ``exp/demo/toy/PSPNet_tiny/split0/vgg`` and
+``exp/demo/toy/HMNet_tiny/split0/1shot/vgg``
 (``demo.json``: the results, the base learner's mIoU and the run time).
 Exits with status 1 when the trained model does not beat both baselines.
 """
@@ -33,8 +34,6 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "vgg"
-TINY = {"backbone_width": 8, "head_dim": 16}
-TINY_META = {"reduce_dim": 16, "mamba_depth": 2, "grid": 16}
 BASE_RUN_DIR = "${exp_dir}/${dataset.name}/${model.name}/split${split}/${model.variant}"
 
 
@@ -72,8 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def shared_overrides(args: argparse.Namespace) -> list[str]:
     return ["dataset=toy", "split=0", f"dataset.root={Path(args.root).resolve()}",
             f"exp_dir={Path(args.exp_dir).resolve()}", "dataset.scale_range=[0.4,0.7]",
-            f"model.image_size={args.size}", f"model.backbone={BACKBONE}",
-            *(f"model.{k}={v}" for k, v in TINY.items()), "trainer.device=cpu",
+            f"model.image_size={args.size}", f"model.backbone={BACKBONE}", "trainer.device=cpu",
             "trainer.amp=none", f"trainer.num_threads={args.threads}",
             f"trainer.num_workers={args.workers}"]
 
@@ -85,7 +83,7 @@ def schedule(args: argparse.Namespace, epochs: int) -> list[str]:
 
 def base_overrides(args: argparse.Namespace) -> list[str]:
     """Stage 1: the base learner, validated once at the end."""
-    return ["model=pspnet", *shared_overrides(args), "model.imagenet_checkpoint=null",
+    return ["model=pspnet_tiny", *shared_overrides(args),
             f"model.optim.backbone_lr={args.base_lr}", f"model.optim.head_lr={args.base_lr}",
             f"run_dir={BASE_RUN_DIR}", *schedule(args, args.base_epochs),
             "trainer.val_per_epoch=1", f"trainer.val_start_epoch={args.base_epochs - 1}",
@@ -94,8 +92,7 @@ def base_overrides(args: argparse.Namespace) -> list[str]:
 
 def hmnet_overrides(args: argparse.Namespace, base_learner: Path) -> list[str]:
     """The tiny 1-shot HMNet on ``base_learner`` (training and testing)."""
-    return ["model=hmnet", "shot=1", *shared_overrides(args),
-            *(f"model.{k}={v}" for k, v in TINY_META.items()),
+    return ["model=hmnet_tiny", "shot=1", *shared_overrides(args),
             f"model.base_learner_checkpoint={base_learner}"]
 
 

@@ -89,6 +89,26 @@ def test_hmnet_experiments_select_the_model_and_the_dataset_sizes(dataset, backb
 
 
 @pytest.mark.parametrize("dataset", ["pascal", "coco"])
+def test_hmnet_experiments_hold_the_meta_training_recipe(dataset):
+    # train.sh's overrides for "{dataset} 0 5 HMNet vgg"
+    cfg = checked(f"dataset={dataset}", "split=0", "shot=5", "model=hmnet", "model.backbone=vgg",
+                  f"experiment={dataset}_hmnet")
+    t = cfg.trainer
+    recipe = {"pascal": (300, 100, 8, 101, 1000, "none", [0.9, 1.1]),
+              "coco": (75, None, 16, 26, 4000, "fp16", [0.8, 1.25])}[dataset]
+    assert (t.epochs, t.early_stop_patience, t.total_batch_size, t.val_mid_epoch_from,
+            t.val_episodes, t.amp, list(cfg.dataset.scale_range)) == recipe
+    assert (t.val_per_epoch, t.val_start_epoch, t.val_seed, cfg.seed) == (2, 26, 321, 321)
+    assert per_process_batch(t, {"pascal": 4, "coco": 8}[dataset]) == 2
+    optim = OmegaConf.to_container(cfg.model.optim)
+    assert optim == {"_target_": "fssam.models.hmnet.recipe.hmnet_optimizers", "sgd_lr": 0.005,
+                     "lr_multiplier": 10.0, "momentum": 0.9, "sgd_weight_decay": 1e-4,
+                     "power": 0.9, "adamw_lr": 6e-5, "adamw_betas": [0.9, 0.999],
+                     "adamw_eps": 1e-8, "adamw_weight_decay": 0.01}
+    assert "optim" not in model_kwargs(cfg.model)
+
+
+@pytest.mark.parametrize("dataset", ["pascal", "coco"])
 @pytest.mark.parametrize("backbone", ["resnet50", "vgg"])
 def test_base_learner_experiments_compose_to_bams_recipe(dataset, backbone):
     # train.sh's overrides for "{dataset} 3 base HMNet {backbone}"
@@ -113,6 +133,8 @@ def test_base_learner_experiments_compose_to_bams_recipe(dataset, backbone):
     ("model.backbone=resnet101", "model.backbone='resnet101': must be one of resnet50, vgg"),
     ("model.grid=62", "model.grid=62: must be a multiple of 4"),
     ("model.num_base_classes=60", "model.num_base_classes=60: pascal has 15 base classes"),
+    ("model.optim.adamw_lr=0", "model.optim.adamw_lr=0: must be > 0"),
+    ("model.optim.sgd_weight_decay=-1", "model.optim.sgd_weight_decay=-1: must be >= 0"),
 ])
 def test_invalid_hmnet_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError, match=message):

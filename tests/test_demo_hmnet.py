@@ -33,8 +33,8 @@ def test_tiny_demo_trains_both_stages_and_tests(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
-    base_dir = exp / "toy" / "PSPNet" / "split0" / "vgg"
-    run_dir = exp / "toy" / "HMNet" / "split0" / "1shot" / "vgg"
+    base_dir = exp / "toy" / "PSPNet_tiny" / "split0" / "vgg"
+    run_dir = exp / "toy" / "HMNet_tiny" / "split0" / "1shot" / "vgg"
     demo = json.loads((run_dir / "demo.json").read_text())
     assert demo["base_iterations"] == demo["iterations"] == 2
     assert demo["base_miou"] is not None and (base_dir / "last.pt").is_file()

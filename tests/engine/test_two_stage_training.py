@@ -148,6 +148,25 @@ def test_hmnet_trains_on_a_base_learner_and_validates(toy, tmp_path, script):
                        load_checkpoint(base)["model"]["cls.4.weight"])
 
 
+def test_train_py_meta_trains_hmnet_from_its_config(toy, tmp_path, script):
+    script.train(base_cfg(toy, tmp_path, "trainer.max_iterations=1", "trainer.val_per_epoch=0"))
+    base = tmp_path / stages.BASE_RUN / "last.pt"
+    cfg = compose_config("train", [
+        "dataset=toy", f"dataset.root={toy[0]}", f"dataset.cache_dir={toy[1]}",
+        f"exp_dir={tmp_path}", "model=hmnet_tiny", f"model.backbone={stages.BACKBONE}",
+        f"model.base_learner_checkpoint={base}", f"model.image_size={stages.SIZE}",
+        "trainer.device=cpu", "trainer.amp=none", "trainer.batch_size=2",
+        "trainer.max_iterations=2", "trainer.val_per_epoch=1", "trainer.val_episodes=2",
+        "trainer.num_workers=0", "trainer.num_threads=1", "trainer.progress=false"])
+    summary = script.train(cfg)
+    assert summary["iteration"] == 2 and summary["best_miou"] is not None
+    last = load_checkpoint(tmp_path / "toy" / "HMNet_tiny" / "split0" / "1shot" / "vgg" /
+                           "last.pt")
+    assert set(last["optimizers"]) == {"sgd", "adamw"}
+    assert last["optimizers"]["sgd"]["param_groups"][0]["initial_lr"] == pytest.approx(0.05)
+    assert not any(k.startswith(("layer", "ppm.", "cls.", "base_learner.")) for k in last["model"])
+
+
 def run_ranks(toy, tmp_path: Path, stage: str, iterations: int) -> list[dict]:
     root, lists = toy
     out = tmp_path / f"{stage}_ranks"

@@ -30,7 +30,7 @@ from fssam.utils.seed import seed_everything
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = 64
 BACKBONE = "vgg"
-BASE_RUN = f"toy/PSPNet/split0/1shot/{BACKBONE}"
+BASE_RUN = f"toy/PSPNet_tiny/split0/1shot/{BACKBONE}"
 
 
 def load_train_script():
@@ -43,9 +43,7 @@ def load_train_script():
 def base_overrides(root: Path, lists: Path, exp_dir: Path, *extra: str) -> list[str]:
     """The base learner (tiny VGG PSPNet, random backbone) on toy fold 0, 64 px crops."""
     return ["dataset=toy", f"dataset.root={root}", f"dataset.cache_dir={lists}",
-            f"exp_dir={exp_dir}", "model=pspnet", f"model.backbone={BACKBONE}",
-            f"model.backbone_width={TINY_SIZES['backbone_width']}",
-            f"model.head_dim={TINY_SIZES['head_dim']}", "model.imagenet_checkpoint=null",
+            f"exp_dir={exp_dir}", "model=pspnet_tiny", f"model.backbone={BACKBONE}",
             f"model.image_size={SIZE}", "trainer.device=cpu", "trainer.amp=none",
             "trainer.batch_size=4", "trainer.epochs=2", "trainer.val_per_epoch=1",
             "trainer.val_batch_size=4", "trainer.num_workers=0", "trainer.num_threads=1",

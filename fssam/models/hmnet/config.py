@@ -1,5 +1,5 @@
-"""Checks of HMNet's config keys (``model.checks`` of configs/model/hmnet.yaml). Errors name
-the key and value."""
+"""Checks of HMNet's config keys (``model.checks`` of configs/model/hmnet.yaml) and of its base
+learner's (configs/model/pspnet.yaml). Errors name the key and value."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from fssam.data.folds import base_classes
 from fssam.models.hmnet.backbones import BACKBONES
 from fssam.models.hmnet.model import WINDOW_RATIO
-from fssam.utils.config import check_choice, check_int, fail
+from fssam.utils.config import check_choice, check_int, check_number, fail
 
 
 def check_base_class_count(cfg: DictConfig) -> None:
@@ -17,8 +17,8 @@ def check_base_class_count(cfg: DictConfig) -> None:
     expected = len(base_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split))
     if cfg.model.num_base_classes != expected:
         fail("model.num_base_classes", cfg.model.num_base_classes,
-             f"{cfg.dataset.protocol} has {expected} base classes per fold (the experiment "
-             f"{cfg.dataset.protocol}_hmnet sets it)")
+             f"{cfg.dataset.protocol} has {expected} base classes per fold (the experiments "
+             f"{cfg.dataset.protocol}_hmnet and {cfg.dataset.protocol}_base set it)")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -32,3 +32,19 @@ def check_config(cfg: DictConfig) -> None:
     if cfg.model.shot != cfg.shot:
         fail("model.shot", cfg.model.shot, f"must equal shot={cfg.shot}")
     check_base_class_count(cfg)
+    for key in ("sgd_lr", "lr_multiplier", "adamw_lr", "adamw_eps", "power"):
+        check_number(cfg, f"model.optim.{key}")
+    for key in ("momentum", "sgd_weight_decay", "adamw_weight_decay"):
+        check_number(cfg, f"model.optim.{key}", allow_zero=True)
+
+
+def check_pspnet_config(cfg: DictConfig) -> None:
+    """``model.*`` and ``model.optim.*`` of the PSPNet base learner's config."""
+    check_choice(cfg, "model.backbone", BACKBONES)
+    for key in ("backbone_width", "head_dim"):
+        check_int(cfg, f"model.{key}", 1)
+    check_base_class_count(cfg)
+    for key in ("backbone_lr", "head_lr", "power"):
+        check_number(cfg, f"model.optim.{key}")
+    for key in ("momentum", "weight_decay"):
+        check_number(cfg, f"model.optim.{key}", allow_zero=True)
