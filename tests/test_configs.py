@@ -11,6 +11,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from fssam.engine.tester import compose_config, validate_test_config
 from fssam.models.fssam.sam2_adapter import resolve_config
 from fssam.utils.config import (ConfigError, config_changes, dataset_kwargs, model_kwargs, per_process_batch,
                                 validate_config, validate_trainer)
@@ -149,6 +150,11 @@ def test_invalid_hmnet_values_name_key_and_value(override, message):
 def test_invalid_base_learner_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         checked("experiment=pascal_base", override)
+
+
+def test_test_py_refuses_a_base_learner():
+    with pytest.raises(ConfigError, match="model.task=base_classes: test.py evaluates few-shot"):
+        validate_test_config(compose_config("test", ["model=pspnet"]))
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g in ("dataset", "sam2", "model", "trainer",

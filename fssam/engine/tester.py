@@ -31,7 +31,7 @@ from fssam.engine.feature_cache import PassMemo, reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
 from fssam.utils.config import amp_dtype as amp_dtype_of
-from fssam.utils.config import validate_eval_cache
+from fssam.utils.config import model_task, validate_eval_cache
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
 from fssam.utils.io import atomic_write_text
 from fssam.utils.logging import setup_logging, teardown_logging
@@ -62,6 +62,10 @@ def compose_config(
 def validate_test_config(cfg: DictConfig) -> None:
     """Shared checks plus the test keys; errors name the key (``episodes=0: ...``)."""
     validate_config(cfg)
+    if model_task(cfg) != "episodes":
+        raise ConfigError(f"model.task={model_task(cfg)}: test.py evaluates few-shot episodes; "
+                          f"model={cfg.model.name} is a base learner, validated by its training "
+                          f"(best.pt by base-class mIoU)")
     validate_eval_cache(cfg.trainer.eval_cache)
     if cfg.checkpoint_format not in CHECKPOINT_FORMATS:
         raise ConfigError(
