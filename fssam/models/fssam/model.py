@@ -19,6 +19,7 @@ from fssam.models.fssam.memory_refine import refine_memory
 from fssam.models.fssam.prior import PseudoPromptGenerator
 from fssam.models.foreground import sigmoid_foreground
 from fssam.models.losses import dice_loss
+from fssam.models.trainable import load_exactly
 from fssam.utils.fingerprint import weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,7 @@ class FSSAM(nn.Module):
 
     def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Strictly load a ``trainable_state_dict()``; names every missing/unexpected key."""
-        expected = self.trainable_state_dict()
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        if missing or unexpected:
-            raise KeyError(f"trainable state dict mismatch: missing {missing}, "
-                           f"unexpected {unexpected}")
-        self.load_state_dict(dict(state), strict=False)
+        load_exactly(self, state, self.trainable_state_dict())
 
     @staticmethod
     def foreground(logits: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from fssam.models.hmnet.mamba import VSSM
 from fssam.models.hmnet.priors import prior_maps, summarise_support, support_masks_on_grid
 from fssam.models.hmnet.pspnet import (FEATURE_KEYS, PPM, PPM_BINS, extract_feats,
                                        normalise_images, psp_head, up)
+from fssam.models.trainable import load_exactly
 from fssam.utils.fingerprint import state_fingerprint
 
 FROZEN_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4", "ppm", "cls",
@@ -128,13 +129,7 @@ class HMNet(nn.Module):
 
     def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Strictly load a ``trainable_state_dict()``; names every missing/unexpected key."""
-        expected = self.trainable_state_dict()
-        missing = sorted(expected.keys() - state.keys())
-        unexpected = sorted(state.keys() - expected.keys())
-        if missing or unexpected:
-            raise KeyError(f"trainable state dict mismatch: missing {missing}, "
-                           f"unexpected {unexpected}")
-        self.load_state_dict(dict(state), strict=False)
+        load_exactly(self, state, self.trainable_state_dict())
 
     @staticmethod
     def foreground(logits: Tensor) -> Tensor:
