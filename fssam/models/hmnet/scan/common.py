@@ -89,3 +89,18 @@ def finish(y0: Tensor, u: Tensor, D: Tensor | None, z: Tensor | None) -> Tensor:
 def no_autocast(device: torch.device) -> torch.autocast:
     """A context that keeps the scan's matmuls in float32 under any autocast."""
     return torch.autocast(device_type=device.type, enabled=False)
+
+
+def run_scan(scan: type[torch.autograd.Function], u: Tensor, delta: Tensor, A: Tensor,
+             B: Tensor, C: Tensor, D: Tensor | None, z: Tensor | None,
+             delta_bias: Tensor | None, delta_softplus: bool,
+             return_last_state: bool) -> Tensor | tuple[Tensor, Tensor]:
+    """The body of every fast scan: checked arguments, float32 inputs outside autocast, the
+    recurrence by ``scan`` (an autograd Function of ``ScanInputs`` returning the output
+    without the D term and the last state), then the D and ``silu(z)`` terms."""
+    check_arguments(u, delta, A, B, C, D, z, delta_bias)
+    with no_autocast(u.device):
+        inp = prepare(u, delta, A, B, C, delta_bias, delta_softplus)
+        y0, last = scan.apply(*inp)
+        y = finish(y0, inp.u, D, z)
+    return (y, last) if return_last_state else y

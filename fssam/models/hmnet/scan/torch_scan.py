@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from fssam.models.hmnet.scan.common import (ScanInputs, check_arguments, finish,
-                                            no_autocast, prepare)
+from fssam.models.hmnet.scan.common import ScanInputs, no_autocast, run_scan
 
 SUBCHUNK = 16
 """Tokens per sub-chunk (positions scanned one at a time, all sub-chunks together)."""
@@ -241,9 +240,5 @@ def selective_scan_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tens
                          delta_bias: Tensor | None = None, delta_softplus: bool = False,
                          return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """``selective_scan`` (same arguments and results) by the chunked scan; float32."""
-    check_arguments(u, delta, A, B, C, D, z, delta_bias)
-    with no_autocast(u.device):
-        inp = prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-        y0, last = _ChunkedScan.apply(*inp)
-        y = finish(y0, inp.u, D, z)
-    return (y, last) if return_last_state else y
+    return run_scan(_ChunkedScan, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    return_last_state)

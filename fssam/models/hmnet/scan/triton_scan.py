@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from fssam.models.hmnet.scan.common import check_arguments, finish, no_autocast, prepare
+from fssam.models.hmnet.scan.common import run_scan
 from fssam.models.hmnet.scan.torch_scan import _ChunkedScan, plan
 
 BLOCK_D = 4
@@ -112,9 +112,5 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
                           delta_bias: Tensor | None = None, delta_softplus: bool = False,
                           return_last_state: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     """``selective_scan`` (same arguments and results) by the Triton kernel; float32."""
-    check_arguments(u, delta, A, B, C, D, z, delta_bias)
-    with no_autocast(u.device):
-        inp = prepare(u, delta, A, B, C, delta_bias, delta_softplus)
-        y0, last = _TritonScan.apply(*inp)
-        y = finish(y0, inp.u, D, z)
-    return (y, last) if return_last_state else y
+    return run_scan(_TritonScan, u, delta, A, B, C, D, z, delta_bias, delta_softplus,
+                    return_last_state)
