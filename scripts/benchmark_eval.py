@@ -38,35 +38,26 @@ from fssam.data.sources import ImageRecord
 from fssam.engine.evaluate import build_eval_loader, run_evaluation
 from fssam.engine.feature_cache import FeatureCache, PassMemo
 from fssam.engine.lru import GB
-from fssam.models.fssam import build_model
+from fssam.utils.benchmarking import (add_model_arguments, check_model_arguments,
+                                      describe_model, random_model)
 
 MODES = ("off", "cold", "warm")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    add_model_arguments(p)
     p.add_argument("--shots", type=int, nargs="+", default=[1, 5])
     p.add_argument("--episodes", type=int, default=10, help="episodes per pass")
     p.add_argument("--classes", type=int, default=1)
     p.add_argument("--images-per-class", type=int, default=7,
                    help="at least the largest shot + 1")
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--cache-gb", type=float, default=8.0)
     p.add_argument("--memo-gb", type=float, default=1.0)
-    p.add_argument("--sam2-config", default="sam2_hiera_s.yaml",
-                   help="package config name or path to a yaml file")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--dino-variant", default="vitb14", choices=("vitb14", "vitl14", "vitg14"))
-    p.add_argument("--dino-input-size", type=int, default=560)
-    p.add_argument("--dino-kwargs", type=json.loads, default=None,
-                   help='timm overrides as JSON, e.g. \'{"embed_dim": 64, "depth": 2}\'')
     p.add_argument("--json", dest="json_path", help="also write the rows to this file")
     args = p.parse_args(argv)
-    if args.bf16 and not args.device.startswith("cuda"):
-        p.error("--bf16 needs a CUDA device")
+    check_model_arguments(p, args)
     if args.images_per_class < max(args.shots) + 1:
         p.error(f"--images-per-class must be at least the largest shot + 1 "
                 f"({max(args.shots) + 1})")
@@ -152,11 +143,7 @@ def bench_shot(model: torch.nn.Module, records: list[ImageRecord], shot: int,
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model(sam2_config=args.sam2_config, sam2_checkpoint=None,
-                        image_size=args.image_size, dino_variant=args.dino_variant,
-                        dino_checkpoint=None, dino_input_size=args.dino_input_size,
-                        dino_kwargs=args.dino_kwargs).to(device).eval()
+    model = random_model(args, device)
     with tempfile.TemporaryDirectory() as tmp:
         records = write_dataset(Path(tmp), args.classes, args.images_per_class)
         warm_up = EpisodicDataset(records=[r for r in records if r.classes == (1,)],
@@ -185,15 +172,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def describe(args: argparse.Namespace) -> str:
-    device = torch.device(args.device)
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU, {torch.get_num_threads()} threads")
-    precision = "bf16 autocast" if args.bf16 else "float32"
-    return (f"{args.sam2_config} at {args.image_size} + DINOv2 {args.dino_variant} at "
-            f"{args.dino_input_size}, random weights; {args.classes} classes x "
-            f"{args.images_per_class} images, {args.episodes} episodes per pass, batch "
-            f"{args.batch_size}; {precision}, {where}, torch {torch.__version__}; peak memory: "
-            f"{'CUDA allocated' if device.type == 'cuda' else 'process resident (cumulative)'}")
+    memory = ("CUDA allocated" if torch.device(args.device).type == "cuda"
+              else "process resident (cumulative)")
+    return (f"{describe_model(args)}; {args.classes} classes x {args.images_per_class} "
+            f"images, {args.episodes} episodes per pass, batch {args.batch_size}; peak "
+            f"memory: {memory}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,30 +23,21 @@ from contextlib import nullcontext
 
 import torch
 
-from fssam.models.fssam import build_model
 from fssam.models.fssam.prior import PseudoPromptGenerator
+from fssam.utils.benchmarking import (add_model_arguments, check_model_arguments,
+                                      describe_model, random_model)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    add_model_arguments(p)
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--shots", type=int, default=1)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=10)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--sam2-config", default="sam2_hiera_s.yaml",
-                   help="package config name or path to a yaml file")
-    p.add_argument("--image-size", type=int, default=512)
-    p.add_argument("--dino-variant", default="vitb14", choices=("vitb14", "vitl14", "vitg14"))
-    p.add_argument("--dino-input-size", type=int, default=560)
-    p.add_argument("--dino-kwargs", type=json.loads, default=None,
-                   help='timm overrides as JSON, e.g. \'{"embed_dim": 64, "depth": 2}\'')
     p.add_argument("--json", dest="json_path", help="also write the results to this file")
     args = p.parse_args(argv)
-    if args.bf16 and not args.device.startswith("cuda"):
-        p.error("--bf16 needs a CUDA device")
+    check_model_arguments(p, args)
     return args
 
 
@@ -88,11 +79,7 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, torc
 
 def run(args: argparse.Namespace) -> list[tuple[str, dict[str, float]]]:
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = build_model(sam2_config=args.sam2_config, sam2_checkpoint=None,
-                        image_size=args.image_size, dino_variant=args.dino_variant,
-                        dino_checkpoint=None, dino_input_size=args.dino_input_size,
-                        dino_kwargs=args.dino_kwargs).to(device).eval()
+    model = random_model(args, device)
     ppg = next(m for m in model.modules() if isinstance(m, PseudoPromptGenerator))
     batch = make_batch(args, device)
     images = torch.cat([batch["query_img"][:, None], batch["support_imgs"]], 1).flatten(0, 1)
@@ -123,15 +110,7 @@ def format_table(results: list[tuple[str, dict[str, float]]]) -> str:
 
 
 def describe(args: argparse.Namespace) -> str:
-    device = torch.device(args.device)
-    if device.type == "cuda":
-        where = torch.cuda.get_device_name(device)
-    else:
-        where = f"CPU, {torch.get_num_threads()} threads"
-    precision = "bf16 autocast" if args.bf16 else "float32"
-    return (f"{args.sam2_config} at {args.image_size} + DINOv2 {args.dino_variant} at "
-            f"{args.dino_input_size}, random weights, batch {args.batch}, {args.shots}-shot, "
-            f"{precision}, {where}, torch {torch.__version__}, "
+    return (f"{describe_model(args)}; batch {args.batch}, {args.shots}-shot, "
             f"{args.warmup} warm-up + {args.repeats} timed calls")
 
 
