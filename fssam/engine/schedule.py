@@ -1,13 +1,17 @@
-"""When things happen during training: the learning rate and the validation points."""
+"""When things happen during training: the validation points of each epoch."""
 
 from __future__ import annotations
-
-
-def poly_lr(base_lr: float, iteration: int, total: int, power: float) -> float:
-    """``base_lr * (1 - iteration / total) ** power`` (iteration counts finished steps)."""
-    return base_lr * max(0.0, 1.0 - iteration / total) ** power
 
 
 def validation_points(iters_per_epoch: int, per_epoch: int) -> set[int]:
     """Batch counts within an epoch after which to validate; the last is the epoch end."""
     return {max(1, round(k * iters_per_epoch / per_epoch)) for k in range(1, per_epoch + 1)}
+
+
+def epoch_validation_points(iters_per_epoch: int, epoch: int, *, per_epoch: int,
+                            start_epoch: int = 0, mid_epoch_from: int = 0) -> set[int]:
+    """``validation_points`` of the 0-based ``epoch``: none before ``start_epoch`` (or when
+    ``per_epoch`` is 0), only the epoch end before ``mid_epoch_from``."""
+    if not per_epoch or epoch < start_epoch:
+        return set()
+    return validation_points(iters_per_epoch, per_epoch if epoch >= mid_epoch_from else 1)

@@ -1,4 +1,4 @@
-"""Episodic training of any method: the step does forward/backward/step, the rest hangs off it.
+"""Training of any method: the step does forward/backward/step, the rest hangs off it.
 
 The method's model gives what differs: its loss (``model.loss(out, batch)``, a dict with
 ``loss``) and, through its recipe, the optimizers with their learning-rate schedules
@@ -31,7 +31,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
-from fssam.engine.schedule import validation_points
+from fssam.engine.schedule import epoch_validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.validation import Validation
 from fssam.utils.config import config_changes
@@ -40,7 +40,6 @@ from fssam.utils.logging import RunRecords
 from fssam.utils.seed import get_rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
-
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -181,7 +180,10 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, start=done * self.train_loader.batch_size)
         if hasattr(self.train_loader.dataset, "set_epoch"):
             self.train_loader.dataset.set_epoch(epoch)
-        checks = self._validation_points(epoch)
+        s = self.settings
+        checks = epoch_validation_points(ipe, epoch, per_epoch=s.val_per_epoch,
+                                         start_epoch=s.val_start_epoch,
+                                         mid_epoch_from=s.val_mid_epoch_from)
         self.ddp.train()
         bar = tqdm(total=ipe, initial=done, desc=f"epoch {epoch}", dynamic_ncols=True,
                    disable=not self._show_progress())
@@ -199,14 +201,6 @@ class Trainer:
                 if reason:
                     return reason
         return None
-
-    def _validation_points(self, epoch: int) -> set[int]:
-        """Batch counts of ``epoch`` after which to validate (see ``TrainSettings``)."""
-        s = self.settings
-        if not s.val_per_epoch or epoch < s.val_start_epoch:
-            return set()
-        per_epoch = s.val_per_epoch if epoch >= s.val_mid_epoch_from else 1
-        return validation_points(self.iters_per_epoch, per_epoch)
 
     def _after_step(self, loss: float, lr: float, *, validate: bool, epoch_end: bool,
                     limit: int) -> str | None:

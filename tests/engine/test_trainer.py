@@ -14,8 +14,9 @@ from hydra import compose, initialize_config_dir
 from fssam.data.toy import make_toy_pascal
 from fssam.engine import validation as validation_module
 from fssam.engine.checkpoint import load_checkpoint
+from fssam.engine.optim import poly_factor
+from fssam.engine.schedule import epoch_validation_points, validation_points
 from fssam.engine.train_data import ResumableSampler
-from fssam.engine.schedule import poly_lr, validation_points
 from fssam.engine.trainer import NonFiniteLossError, Trainer
 from fssam.models.fssam import FSSAM
 
@@ -60,10 +61,11 @@ def records(run_dir: Path, kind: str) -> list[dict]:
 
 
 def test_poly_schedule():
-    lrs = [poly_lr(1e-3, i, 10, 0.9) for i in range(10)]
+    factor = poly_factor(0.9)
+    lrs = [1e-3 * factor(i, 10) for i in range(10)]
     assert lrs[0] == 1e-3 and lrs[5] == pytest.approx(1e-3 * 0.5 ** 0.9)
     assert all(a > b > 0 for a, b in zip(lrs, lrs[1:]))
-    assert poly_lr(1e-3, 10, 10, 0.9) == 0.0
+    assert factor(10, 10) == 0.0
 
 
 def test_validation_points():
@@ -71,6 +73,13 @@ def test_validation_points():
     assert validation_points(10, 2) == {5, 10}
     assert validation_points(1, 2) == {1}
     assert validation_points(7, 3) == {2, 5, 7}
+
+
+def test_epoch_validation_points_start_late_and_split_from_the_set_epoch():
+    points = [epoch_validation_points(10, e, per_epoch=2, start_epoch=1, mid_epoch_from=3)
+              for e in range(5)]
+    assert points == [set(), {10}, {10}, {5, 10}, {5, 10}]
+    assert epoch_validation_points(10, 4, per_epoch=0) == set()
 
 
 def test_resumable_sampler_continues_the_epoch_order():
