@@ -165,6 +165,15 @@ def learned(demo: dict[str, Any]) -> bool:
     return all(s["trained"][m] > max(s["untrained"][m], s["prior"][m]) for m in ("miou", "fbiou"))
 
 
+def exit_status(demo: dict[str, Any], allow_no_gain: bool) -> int:
+    """0 when the trained model beat both baselines (or ``allow_no_gain``), else 1 with a
+    message on stderr."""
+    if demo["learned"]:
+        return 0
+    print("the trained model did NOT beat both baselines", file=sys.stderr)
+    return 0 if allow_no_gain else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     demo = run_demo(args)
@@ -178,10 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_table(demo))
     print(f"run folder: {demo['run_dir']} (results.json, vis/, demo.json)")
-    if not demo["learned"]:
-        print("the trained model did NOT beat both baselines", file=sys.stderr)
-        return 0 if args.allow_no_gain else 1
-    return 0
+    return exit_status(demo, args.allow_no_gain)
 
 
 if __name__ == "__main__":

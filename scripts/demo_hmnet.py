@@ -165,10 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(shared.format_table(demo, "HMNet"))
     print(f"run folders: {demo['base_run_dir']}, {demo['run_dir']} (results.json, vis/, "
           f"demo.json)")
-    if not demo["learned"]:
-        print("the trained model did NOT beat both baselines", file=sys.stderr)
-        return 0 if args.allow_no_gain else 1
-    return 0
+    return shared.exit_status(demo, args.allow_no_gain)
 
 
 if __name__ == "__main__":

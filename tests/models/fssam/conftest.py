@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -60,13 +61,7 @@ _MAX_DIFF = MaxDiff()
 @pytest.fixture(scope="session")
 def parity():
     """Loader of parity files by name, cached."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = load_parity(name)
-        return cache[name]
-    return get
+    return functools.cache(load_parity)
 
 
 @pytest.fixture(scope="session")

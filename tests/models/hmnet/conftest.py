@@ -5,6 +5,7 @@ tolerances."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 from pathlib import Path
@@ -271,13 +272,7 @@ def scan_grads():
 @pytest.fixture(scope="session")
 def hmnet_parity():
     """Loader of ``tests/fixtures/parity_hmnet/<name>.pt`` by name, cached."""
-    cache: dict[str, dict] = {}
-
-    def get(name: str) -> dict:
-        if name not in cache:
-            cache[name] = load_parity(name)
-        return cache[name]
-    return get
+    return functools.cache(load_parity)
 
 
 @pytest.fixture(scope="session")

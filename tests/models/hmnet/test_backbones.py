@@ -56,6 +56,16 @@ def test_pspnet_keys_are_the_base_learner_s(full_size):
     assert {k: tuple(v.shape) for k, v in psp.state_dict().items()} == expected
 
 
+def output_sizes(stages, size: int = 97) -> list[int]:
+    """Each stage's output width for a ``size`` x ``size`` input run through them all."""
+    x, sizes = torch.rand(1, 3, size, size), []
+    with torch.no_grad():
+        for stage in stages:
+            x = stage(x)
+            sizes.append(x.shape[-1])
+    return sizes
+
+
 def test_resnet_is_dilated_for_output_stride_8():
     stages = backbone_stages("resnet50", width=8)
     for stage, dilation in ((stages[3], 2), (stages[4], 4)):
@@ -64,13 +74,7 @@ def test_resnet_is_dilated_for_output_stride_8():
             assert block.conv2.dilation == (dilation,) * 2 == block.conv2.padding
             assert block.conv2.stride == (1, 1)
         assert stage[0].downsample[0].stride == (1, 1)
-    x = torch.rand(1, 3, 97, 97)
-    sizes = []
-    with torch.no_grad():
-        for stage in stages:
-            x = stage(x)
-            sizes.append(x.shape[-1])
-    assert sizes == [25, 25, 13, 13, 13]
+    assert output_sizes(stages) == [25, 25, 13, 13, 13]
 
 
 def test_vgg_strides_ceil_pools_and_no_last_pool():
@@ -78,13 +82,7 @@ def test_vgg_strides_ceil_pools_and_no_last_pool():
     pools = [m for s in stages for m in s if isinstance(m, torch.nn.MaxPool2d)]
     assert len(pools) == 4 and all(p.ceil_mode for p in pools)
     assert not isinstance(stages[4][-1], torch.nn.MaxPool2d)
-    x = torch.rand(1, 3, 97, 97)
-    sizes = []
-    with torch.no_grad():
-        for stage in stages:
-            x = stage(x)
-            sizes.append(x.shape[-1])
-    assert sizes == [49, 25, 13, 7, 7]
+    assert output_sizes(stages) == [49, 25, 13, 7, 7]
 
 
 def test_pspnet_forward_gives_class_logits_at_input_size():
