@@ -51,6 +51,7 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         epochs=trainer.epochs, max_iterations=trainer.max_iterations,
         early_stop_patience=trainer.early_stop_patience, val_per_epoch=trainer.val_per_epoch,
         val_start_epoch=trainer.val_start_epoch, val_mid_epoch_from=trainer.val_mid_epoch_from,
+        val_mid_epoch_delay=trainer.val_mid_epoch_delay,
         amp_dtype=AMP_DTYPES[trainer.amp],
         save_every=trainer.save_every, log_every=trainer.log_every, resume=trainer.resume,
         progress=trainer.progress)

@@ -100,6 +100,7 @@ def test_hmnet_experiments_hold_the_meta_training_recipe(dataset):
     assert (t.epochs, t.early_stop_patience, t.total_batch_size, t.val_mid_epoch_from,
             t.val_episodes, t.amp, list(cfg.dataset.scale_range)) == recipe
     assert (t.val_per_epoch, t.val_start_epoch, t.val_seed, cfg.seed) == (2, 26, 321, 321)
+    assert t.val_mid_epoch_delay == 1  # after the step of 0-based batch round(n/2)
     assert per_process_batch(t, {"pascal": 4, "coco": 8}[dataset]) == 2
     optim = OmegaConf.to_container(cfg.model.optim)
     assert optim == {"_target_": "fssam.models.hmnet.recipe.hmnet_optimizers", "sgd_lr": 0.005,
@@ -191,6 +192,7 @@ def test_micro_and_debug_presets():
     ("model.optim.lr=-1", "model.optim.lr=-1: must be > 0"),
     ("model.optim.weight_decay=-1", "model.optim.weight_decay=-1: must be >= 0"),
     ("trainer.val_start_epoch=-1", "trainer.val_start_epoch=-1: must be >= 0"),
+    ("trainer.val_mid_epoch_delay=-1", "trainer.val_mid_epoch_delay=-1: must be >= 0"),
     ("trainer.device=tpu", "trainer.device='tpu'"),
     ("trainer.early_stop_patience=0", "trainer.early_stop_patience=0: must be >= 1"),
     ("trainer.eval_cache.enabled=maybe", "trainer.eval_cache.enabled='maybe': must be true or"),

@@ -52,7 +52,8 @@ class TrainSettings:
 
     Validation: ``val_per_epoch`` times per epoch (the last at its end) from the 0-based
     epoch ``val_start_epoch`` on; epochs before ``val_mid_epoch_from`` validate only at
-    their end. ``amp_dtype`` float16 adds a gradient scaler.
+    their end; the validations inside an epoch come ``val_mid_epoch_delay`` steps later than
+    evenly spaced (HMNet's release: 1). ``amp_dtype`` float16 adds a gradient scaler.
     """
 
     epochs: int
@@ -61,6 +62,7 @@ class TrainSettings:
     val_per_epoch: int = 2
     val_start_epoch: int = 0
     val_mid_epoch_from: int = 0
+    val_mid_epoch_delay: int = 0
     amp_dtype: torch.dtype | None = None
     save_every: int | None = None
     log_every: int = 20
@@ -183,7 +185,8 @@ class Trainer:
         s = self.settings
         checks = epoch_validation_points(ipe, epoch, per_epoch=s.val_per_epoch,
                                          start_epoch=s.val_start_epoch,
-                                         mid_epoch_from=s.val_mid_epoch_from)
+                                         mid_epoch_from=s.val_mid_epoch_from,
+                                         mid_epoch_delay=s.val_mid_epoch_delay)
         self.ddp.train()
         bar = tqdm(total=ipe, initial=done, desc=f"epoch {epoch}", dynamic_ncols=True,
                    disable=not self._show_progress())

@@ -106,7 +106,8 @@ def validate_trainer(trainer: DictConfig) -> None:
     """Check the ``trainer`` group (keys are reported as ``trainer.<key>``)."""
     cfg = OmegaConf.create({"trainer": trainer})
     for key, low in (("batch_size", 1), ("epochs", 1), ("val_per_epoch", 0),
-                     ("val_start_epoch", 0), ("val_mid_epoch_from", 0), ("val_episodes", 1),
+                     ("val_start_epoch", 0), ("val_mid_epoch_from", 0),
+                     ("val_mid_epoch_delay", 0), ("val_episodes", 1),
                      ("val_seed", 0), ("val_batch_size", 1), ("num_workers", 0), ("log_every", 1)):
         check_int(cfg, f"trainer.{key}", low)
     for key in ("total_batch_size", "max_iterations", "early_stop_patience", "save_every",

@@ -82,6 +82,15 @@ def test_epoch_validation_points_start_late_and_split_from_the_set_epoch():
     assert epoch_validation_points(10, 4, per_epoch=0) == set()
 
 
+def test_mid_epoch_delay_moves_only_the_points_inside_the_epoch():
+    # HMNet's release: after the step of 0-based batch round(n / 2), i.e. round(n / 2) + 1 steps
+    for n in (526, 1370, 7):
+        assert epoch_validation_points(n, 0, per_epoch=2, mid_epoch_delay=1) == {
+            round(n / 2) + 1, n}
+    assert epoch_validation_points(4, 0, per_epoch=4, mid_epoch_delay=1) == {2, 3, 4}
+    assert epoch_validation_points(10, 0, per_epoch=1, mid_epoch_delay=3) == {10}
+
+
 def test_resumable_sampler_continues_the_epoch_order():
     dataset = list(range(11))
     shards = [ResumableSampler(torch.utils.data.DistributedSampler(dataset, num_replicas=2, rank=r,
@@ -203,8 +212,9 @@ def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
     assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
 
 
+@pytest.mark.parametrize("delay, expected", [(0, [8, 12, 14, 16]), (1, [8, 12, 15, 16])])
 def test_validation_starts_late_and_splits_epochs_only_from_the_set_epoch(
-        toy_root, tmp_path, script, monkeypatch):
+        toy_root, tmp_path, script, monkeypatch, delay, expected):
     calls = []
 
     def scripted(*args, **kwargs):
@@ -213,10 +223,12 @@ def test_validation_starts_late_and_splits_epochs_only_from_the_set_epoch(
 
     monkeypatch.setattr(validation_module, "run_evaluation", scripted)
     cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=4", "trainer.max_iterations=null",
-                 "trainer.val_start_epoch=1", "trainer.val_mid_epoch_from=3")
+                 "trainer.val_start_epoch=1", "trainer.val_mid_epoch_from=3",
+                 f"trainer.val_mid_epoch_delay={delay}")
     script.train(cfg)
-    # 4 iterations per epoch: epochs 1 and 2 at their end only, epoch 3 twice; none in 0.
-    assert [r["iteration"] for r in records(tmp_path / "exp" / RUN, "val")] == [8, 12, 14, 16]
+    # 4 iterations per epoch: epochs 1 and 2 at their end only, epoch 3 twice (mid-epoch after
+    # 2 + delay steps); none in 0.
+    assert [r["iteration"] for r in records(tmp_path / "exp" / RUN, "val")] == expected
 
 
 def test_validation_reuses_encoders_but_not_memories_across_a_step(toy_root, tmp_path, script,
