@@ -13,7 +13,8 @@ FULL_LIST_RATIO = (1.6, 2.0)  # 10582 / 5953 = 1.78 images; per fold 1.7-1.9
 CLOSE = 0.05
 
 
-def _file_notes(dataset: str, findings: Findings) -> list[str]:
+def _file_notes(dataset: str, findings: Findings, *, missing_explained: bool) -> list[str]:
+    """Notes on the files; ``missing_explained``: missing files have been explained."""
     notes = []
     if "rgb_label" in findings:
         fix = ("use SegmentationClassAug (grey class indices), not coloured renderings saved "
@@ -27,7 +28,7 @@ def _file_notes(dataset: str, findings: Findings) -> list[str]:
         notes.append("labels whose size differs from their image: resized labels, or labels of "
                      "another version of the images")
     missing = sum(findings[k].count for k in ("missing_image", "missing_label") if k in findings)
-    if missing:
+    if missing and not missing_explained:
         notes.append(f"{missing} listed files are missing: an incomplete download or unpacking, "
                      f"or the wrong --root")
     if any(k in findings for k in LABEL_KINDS):
@@ -96,8 +97,7 @@ def diagnose(*, dataset: str, train_list: TrainList, synthetic: bool, findings: 
         notes.append("the authors' training list names real VOC2012/SBD images, which the "
                      "synthetic dataset does not have (hence the missing files and the training "
                      "lists not built); check its own lists with --train-list all")
-    file_notes = _file_notes(dataset, findings)
-    notes += [n for n in file_notes if not (authors_on_toy and "files are missing" in n)]
+    notes += _file_notes(dataset, findings, missing_explained=authors_on_toy)
     failed = [name for name, c in ours.items() if "error" in c]
     if failed:
         notes.append(f"{len(failed)} lists could not be built ({', '.join(failed)}): see the "

@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from fssam.data.folds import base_classes, novel_classes
+from fssam.data.folds import split_classes
 from fssam.data.sources import MODES, EmptyListError, build_image_list, class_index
 from fssam.data.train_lists import TrainList
 
@@ -58,11 +58,6 @@ def load_reference(path: str | os.PathLike) -> Counts:
         raise ValueError(f"reference counts {path}: expected {{list: {{'images': n, "
                          f"'per_class': {{class: n}}}}}}")
     return data
-
-
-def split_classes(dataset: str, mode: str, fold: int, coco_split: str) -> list[int]:
-    """Classes a list counts: base classes for training, novel ones for evaluation."""
-    return (base_classes if mode == "train" else novel_classes)(dataset, fold, coco_split)
 
 
 def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: TrainList,

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fssam.data import transforms as T
-from fssam.data.folds import base_classes, novel_classes
+from fssam.data.folds import split_classes
 from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
 
 log = logging.getLogger(__name__)
@@ -157,8 +157,8 @@ class EpisodicDataset(Dataset):
 
     def _identity(self, record_index: int) -> str:
         """``image_identity`` of an evaluation image (resized by ``eval_transform``)."""
-        size = self.image_size
-        return image_identity(self.records[record_index].image, f"resize{size}x{size}:linear")
+        return image_identity(self.records[record_index].image,
+                              T.eval_transform_name(self.image_size))
 
 
 def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size: int,
@@ -182,8 +182,7 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
     """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"."""
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                     image_size=image_size, num_episodes=num_episodes, seed=seed)
-    split_classes = base_classes if mode == "train" else novel_classes
-    class_ids = split_classes(dataset, fold, coco_split)
+    class_ids = split_classes(dataset, mode, fold, coco_split)
     records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
                                coco_split=coco_split, train_list=train_list, cache_dir=cache_dir)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,

@@ -50,3 +50,9 @@ def base_classes(dataset: str, fold: int, coco_split: str = "interleaved") -> li
     """Base (training) classes of `fold`: every class that is not novel."""
     novel = set(novel_classes(dataset, fold, coco_split))
     return [c for c in range(1, num_classes(dataset) + 1) if c not in novel]
+
+
+def split_classes(dataset: str, mode: str, fold: int, coco_split: str = "interleaved"
+                  ) -> list[int]:
+    """The classes of a `mode` list: base classes for "train", novel ones for evaluation."""
+    return (base_classes if mode == "train" else novel_classes)(dataset, fold, coco_split)

@@ -18,8 +18,7 @@ from torch.utils.data import Dataset
 
 from fssam.data import transforms as T
 from fssam.data.folds import base_classes, num_classes
-from fssam.data.sources import MODES, check_images, list_pairs, read_pair
-from fssam.data.train_lists import ALL, TrainList, resolve_train_list
+from fssam.data.sources import MODES, checked_pairs, read_pair
 
 
 def base_label_table(base_ids: Sequence[int], max_class: int) -> np.ndarray:
@@ -92,9 +91,7 @@ def build_base_dataset(*, dataset: str, root: str, fold: int, mode: str, image_s
     """The base-class dataset of one fold: every image of the training list
     (``train_list``, see ``fssam.data.train_lists``) or of the validation list."""
     base = base_classes(dataset, fold, coco_split)
-    pairs = list_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
-    check_images(pairs, resolve_train_list(dataset, train_list) if mode == "train"
-                 else TrainList(ALL))
+    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
     return BaseClassDataset(pairs=pairs, base_ids=base, max_class=num_classes(dataset),
                             mode=mode, image_size=image_size, seed=seed,
                             scale_range=scale_range)

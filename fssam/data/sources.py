@@ -176,6 +176,15 @@ def list_pairs(*, dataset: str, root: str, mode: str,
     return _PAIR_BUILDERS[dataset](root, mode, _train_list_of(dataset, mode, train_list))
 
 
+def checked_pairs(*, dataset: str, root: str, mode: str,
+                  train_list: str | TrainList | None = None) -> list[tuple[str, str]]:
+    """``list_pairs`` after ``check_images``: a FileNotFoundError when an image is missing."""
+    train_list = _train_list_of(dataset, mode, train_list)
+    pairs = _PAIR_BUILDERS[dataset](root, mode, train_list)
+    check_images(pairs, train_list)
+    return pairs
+
+
 def _train_list_of(dataset: str, mode: str, train_list: str | TrainList | None) -> TrainList:
     """The resolved training list (validation ignores it: val.txt / val2014)."""
     _check_mode(mode)
@@ -250,14 +259,13 @@ def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
 
 def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
                    train_list: TrainList, workers: int) -> list[ImageRecord]:
-    pairs = _PAIR_BUILDERS[dataset](root, mode, train_list)
+    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
     novel = set(novel_classes(dataset, fold, coco_split))
     base = set(base_classes(dataset, fold, coco_split))
     split, allowed = (base, base) if mode == "train" else (novel, None)
     desc = f"{dataset} fold {fold} {mode} list"
-    check_images(pairs, train_list)
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc)
     records = []
     for (image, label), pixels in zip(pairs, counts):

@@ -111,6 +111,11 @@ def eval_transform(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
     return image, label
 
 
+def eval_transform_name(size: int) -> str:
+    """What ``eval_transform`` does to an image, as a name (part of a cached input's key)."""
+    return f"resize{size}x{size}:linear"
+
+
 def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
     """(h, w) an image takes inside a ``size`` letterbox: unchanged when no side exceeds
     ``size``; else the long side becomes ``size`` (the other scaled with it, truncated),
