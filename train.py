@@ -30,12 +30,12 @@ from fssam.data.folds import base_classes, novel_classes
 from fssam.data.semantic import build_base_dataset
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.feature_cache import reuse_from_config
-from fssam.engine.prior_cache import PriorCache, cache_settings
+from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
 from fssam.engine.validation import BaseClassValidation, EpisodicValidation, Validation
-from fssam.utils.config import (AMP_DTYPES, ConfigError, amp_dtype, base_dataset_kwargs,
+from fssam.utils.config import (AMP_DTYPES, amp_dtype, base_dataset_kwargs,
                                 dataset_kwargs, model_kwargs, model_task, per_process_batch,
                                 validate_config, validate_trainer)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
@@ -67,11 +67,10 @@ def val_prior_cache(cfg: DictConfig, model: torch.nn.Module,
     """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
     if cfg.trainer.val_prior_cache is None:
         return None
-    if not callable(getattr(model, "prior_cache_settings", None)):
-        raise ConfigError(f"trainer.val_prior_cache={cfg.trainer.val_prior_cache}: model "
-                          f"{cfg.model.name} has no priors to cache (no prior_cache_settings)")
-    settings = cache_settings(cfg, seed=cfg.trainer.val_seed,
-                              model_settings=model.prior_cache_settings(),
+    model_settings = model_prior_settings(
+        model, setting=f"trainer.val_prior_cache={cfg.trainer.val_prior_cache}",
+        model_name=cfg.model.name)
+    settings = cache_settings(cfg, seed=cfg.trainer.val_seed, model_settings=model_settings,
                               amp_dtype=amp_dtype(cfg.trainer, device))
     return PriorCache(cfg.trainer.val_prior_cache, settings)
 

@@ -16,7 +16,6 @@ import json
 import logging
 import pickle
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from omegaconf import OmegaConf
 from fssam.data.user_images import (InputError, Support, list_queries, load_supports,
                                     read_image, to_model_input)
 from fssam.engine.checkpoint import load_checkpoint
+from fssam.engine.evaluate import autocast
 from fssam.engine.evaluator import logits_to_prediction
 from fssam.engine.tester import compose_config
 from fssam.utils.config import model_kwargs
@@ -102,10 +102,7 @@ def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn
     state = _read_checkpoint(checkpoint, args.checkpoint_format)
     group = model_group(args, None if state is None else state.get("config"))
     log.info("model settings: %s", group)
-    kwargs = model_kwargs(OmegaConf.create(group))
-    if state is None:
-        for key in group.get("release", {}).get("build_without", []):
-            kwargs[key] = None  # the authors' file replaces these weights
+    kwargs = model_kwargs(OmegaConf.create(group), release=state is None)
     try:
         model = instantiate(kwargs)
     except InstantiationException as err:  # a missing weight file names itself
@@ -169,9 +166,7 @@ def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequen
         batch = {"query_img": to_model_input(rgb, None, image_size, query)[0][None].to(device),
                  "support_imgs": support_imgs[None].to(device),
                  "support_masks": support_masks[None].to(device)}
-        autocast = (torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None
-                    else nullcontext())
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), autocast(device, amp_dtype):
             try:
                 logits = model(batch)["logits"][0].float()
             except ValueError as err:  # e.g. a K-shot HMNet given another number of supports

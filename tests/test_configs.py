@@ -82,6 +82,10 @@ def test_hmnet_experiments_select_the_model_and_the_dataset_sizes(dataset, backb
     assert kwargs["_target_"] == "fssam.models.hmnet.build_model" and kwargs["shot"] == shot
     assert kwargs["base_learner_checkpoint"] == (
         f"pretrained/hmnet/initmodel/PSPNet/{dataset}/split0/{backbone}/best.pth")
+    release = model_kwargs(cfg.model, release=True)  # the authors' file holds the whole model
+    assert release["base_learner_checkpoint"] is None
+    assert {k: v for k, v in release.items() if k != "base_learner_checkpoint"} == {
+        k: v for k, v in kwargs.items() if k != "base_learner_checkpoint"}
     assert cfg.run_dir == f"exp/{dataset}/HMNet/split0/{shot}shot/{backbone}"
     assert dataset_kwargs(cfg, mode="val")["image_size"] == sizes[0]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):

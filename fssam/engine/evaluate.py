@@ -99,9 +99,10 @@ class PriorOnly(nn.Module):
         return self.model.encode_images(name, images)
 
 
-def _autocast(
+def autocast(
     device: torch.device, amp_dtype: torch.dtype | None
 ) -> contextlib.AbstractContextManager:
+    """Autocast to ``amp_dtype`` on ``device``; no context when it is None (float32)."""
     if amp_dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=amp_dtype)
@@ -170,7 +171,7 @@ def evaluate_batch(
         features = BatchFeatures(model, episode_images(inputs), episode_image_ids(inputs),
                                  feature_cache)
         reuse = {"features": features, "memo": memo if memo is not None else PassMemo(size_gb=0)}
-    with _autocast(device, amp_dtype):
+    with autocast(device, amp_dtype):
         out = model(inputs, **reuse)
     if prior_cache is not None and cached is None:
         for i, episode in enumerate(episodes):

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from fssam.data.episodic import episode_images
 from fssam.engine.lru import GB, LRUStore
-from fssam.utils.dist import all_reduce_sum
+from fssam.utils.dist import all_reduce_sum_cpu
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,27 @@ class FeatureCache:
         return {"hits": self.hits, "misses": self.misses, "evictions": self.store.evictions,
                 "entries": len(self.store), "bytes": self.store.bytes,
                 "budget_bytes": self.store.budget}
+
+
+class Features(Protocol):
+    """What a model's ``forward`` takes as ``features`` (``BatchFeatures``)."""
+
+    def get(self, name: str) -> dict[str, Tensor]: ...
+
+
+class Memo(Protocol):
+    """What a model's ``forward`` takes as ``memo`` (``PassMemo``)."""
+
+    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
+
+
+def encoded(model: nn.Module, batch: Mapping[str, Any], features: Features | None,
+            name: str) -> dict[str, Tensor]:
+    """Encoder ``name``'s outputs for ``episode_images(batch)``: the engine's ``features``
+    when given, else ``model.encode_images`` on the batch's images."""
+    if features is not None:
+        return features.get(name)
+    return model.encode_images(name, episode_images(batch))
 
 
 class BatchFeatures:
@@ -220,17 +242,10 @@ def log_reuse(label: str, now: Mapping[str, int], before: Mapping[str, int] | No
     keys = ("hits", "misses", "evictions", "entries", "bytes", "budget_bytes")
     values = [now[k] - before.get(k, 0) if k in ("hits", "misses", "evictions") else now[k]
               for k in keys]
-    summed = all_reduce_sum(torch.tensor(values, dtype=torch.int64, device=_reduce_device()))
+    summed = all_reduce_sum_cpu(torch.tensor(values, dtype=torch.int64))
     hits, misses, evictions, entries, size, budget = (int(v) for v in summed.tolist())
     rate = 100.0 * hits / (hits + misses) if hits + misses else 0.0
     log.info("%s: %d hits, %d misses (%.1f%% hit rate), %d evictions; %.2f GB in %d entries "
              "(budget %.2f GB)", label, hits, misses, rate, evictions, size / GB, entries,
              budget / GB)
 
-
-def _reduce_device() -> torch.device:
-    """Where all-reduced tensors must live: the current GPU under NCCL, else the CPU."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from fssam.utils.config import ConfigError
 from fssam.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,16 @@ def prior_cache_key(settings: Mapping[str, Any]) -> str:
         raise ValueError(f"prior cache settings: missing {missing}, unexpected {extra}")
     text = json.dumps({k: settings[k] for k in KEY_FIELDS}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def model_prior_settings(model: torch.nn.Module, *, setting: str,
+                         model_name: str) -> dict[str, Any]:
+    """``model.prior_cache_settings()`` (it fingerprints the prior encoder's weights: call it
+    once per model); a ConfigError naming ``setting`` when the model has no priors to cache."""
+    if not callable(getattr(model, "prior_cache_settings", None)):
+        raise ConfigError(f"{setting}: model {model_name} has no priors to cache "
+                          f"(no prior_cache_settings)")
+    return model.prior_cache_settings()
 
 
 def cache_settings(cfg: Any, *, seed: int, model_settings: Mapping[str, Any],

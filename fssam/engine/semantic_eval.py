@@ -9,7 +9,6 @@ every rank gets the numbers of the whole set.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -19,11 +18,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fssam.engine.evaluate import autocast
+from fssam.engine.evaluator import IGNORE_INDEX
 from fssam.utils.dist import all_reduce_sum_cpu, is_main
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 UNION_EPS = 1e-10
 
 
@@ -58,13 +58,6 @@ class BaseClassMeter:
         return {"miou": float(iou[1:].mean()), "class_iou": class_iou}
 
 
-def _autocast(device: torch.device, amp_dtype: torch.dtype | None
-              ) -> contextlib.AbstractContextManager:
-    if amp_dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp_dtype)
-
-
 @torch.no_grad()
 def run_base_class_evaluation(model: nn.Module, loader: DataLoader, *,
                               class_ids: Sequence[int], device: torch.device | str,
@@ -79,7 +72,7 @@ def run_base_class_evaluation(model: nn.Module, loader: DataLoader, *,
     try:
         for batch in tqdm(loader, desc="base-class eval", dynamic_ncols=True,
                           disable=not progress or not is_main()):
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 logits = model({"image": batch["image"].to(device, non_blocking=True)})["logits"]
             meter.update(logits.float().argmax(1), batch["label"])
     finally:

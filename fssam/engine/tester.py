@@ -28,7 +28,7 @@ from fssam.data.folds import novel_classes
 from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.feature_cache import PassMemo, reuse_from_config
-from fssam.engine.prior_cache import PriorCache, cache_settings
+from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
 from fssam.utils.config import amp_dtype as amp_dtype_of
 from fssam.utils.config import model_task, validate_eval_cache
@@ -96,11 +96,7 @@ def build_test_model(cfg: DictConfig) -> torch.nn.Module:
     replaces) are then not read.
     """
     seed_everything(int(cfg.seed))
-    kwargs = model_kwargs(cfg.model)
-    if cfg.checkpoint_format == "release":
-        for key in cfg.model.release.build_without:
-            kwargs[key] = None
-    model = instantiate(kwargs)
+    model = instantiate(model_kwargs(cfg.model, release=cfg.checkpoint_format == "release"))
     if cfg.checkpoint_format == "ours":
         load_trained_weights(model, cfg.checkpoint)
     elif cfg.checkpoint_format == "release":
@@ -110,15 +106,11 @@ def build_test_model(cfg: DictConfig) -> torch.nn.Module:
     return model
 
 
-def _prior_cache(cfg: DictConfig, model: torch.nn.Module, seed: int,
+def _prior_cache(cfg: DictConfig, model_settings: dict[str, Any] | None, seed: int,
                  amp_dtype: torch.dtype | None) -> PriorCache | None:
-    if not cfg.prior_cache:
+    if model_settings is None:
         return None
-    if not callable(getattr(model, "prior_cache_settings", None)):
-        raise ConfigError(f"prior_cache=true: model {cfg.model.name} has no priors to cache "
-                          f"(no prior_cache_settings)")
-    settings = cache_settings(cfg, seed=seed, model_settings=model.prior_cache_settings(),
-                              amp_dtype=amp_dtype)
+    settings = cache_settings(cfg, seed=seed, model_settings=model_settings, amp_dtype=amp_dtype)
     return PriorCache(cfg.prior_cache_dir, settings)
 
 
@@ -132,6 +124,9 @@ def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> d
     # The weights never change here: support memories may be reused across all seeds.
     feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
     memo = PassMemo(size_gb=memo_gb) if memo_gb else None
+    prior_settings = (model_prior_settings(model, setting="prior_cache=true",
+                                           model_name=cfg.model.name)
+                      if cfg.prior_cache else None)
     for number, seed in enumerate(cfg.seeds):
         dataset = build_dataset(
             **dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes), seed=int(seed))
@@ -147,7 +142,7 @@ def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> d
             class_ids=classes,
             device=info.device,
             amp_dtype=amp_dtype,
-            prior_cache=_prior_cache(cfg, model, seed, amp_dtype),
+            prior_cache=_prior_cache(cfg, prior_settings, seed, amp_dtype),
             feature_cache=feature_cache,
             memo=memo,
             vis_dir=vis_dir,
@@ -177,20 +172,20 @@ def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> d
     }
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Non-finite floats become null; mapping keys become strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def write_results(results: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``results`` as JSON atomically (temporary file, fsync, rename)."""
-    return atomic_write_text(path, json.dumps(_json_safe(results), indent=1))
+    return atomic_write_text(path, json.dumps(json_safe(results), indent=1))
 
 
 def format_results(results: dict[str, Any]) -> str:

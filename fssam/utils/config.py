@@ -145,11 +145,16 @@ def per_process_batch(trainer: DictConfig, world_size: int) -> int:
     return total // world_size
 
 
-def model_kwargs(model_cfg: DictConfig) -> DictConfig:
+def model_kwargs(model_cfg: DictConfig, *, release: bool = False) -> DictConfig:
     """The ``model`` group ready for ``instantiate``: without the run-folder labels
     (``name``, ``variant``), the training recipe (``optim``), ``checks``, ``release``, the
-    training ``task`` and the ``weight_files`` a path key picks from."""
+    training ``task`` and the ``weight_files`` a path key picks from. With ``release`` (an
+    authors' checkpoint will replace them) the weight files of ``release.build_without``
+    are not read: those arguments are None."""
     container = OmegaConf.to_container(model_cfg, resolve=True)
+    if release:
+        for key in container.get("release", {}).get("build_without", []):
+            container[key] = None
     for key in NOT_BUILDER_KEYS:
         container.pop(key, None)
     return OmegaConf.create(container)

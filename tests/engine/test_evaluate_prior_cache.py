@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from fssam.engine.prior_cache import KEY_FIELDS, PriorCache, prior_cache_key
+from fssam.engine.prior_cache import (KEY_FIELDS, PriorCache, model_prior_settings,
+                                     prior_cache_key)
+from fssam.utils.config import ConfigError
 from fssam.utils.fingerprint import weights_fingerprint
 
 SETTINGS = {
@@ -116,3 +118,14 @@ def test_weights_fingerprint_tracks_every_value() -> None:
     with torch.no_grad():
         net[1].bias[2] += 1e-6
     assert weights_fingerprint(net) != before
+
+
+def test_model_prior_settings_asks_the_model_or_names_the_setting():
+    class WithPriors(nn.Module):
+        def prior_cache_settings(self):
+            return {"dino_variant": "vitb14"}
+
+    assert model_prior_settings(WithPriors(), setting="prior_cache=true",
+                                model_name="A") == {"dino_variant": "vitb14"}
+    with pytest.raises(ConfigError, match=r"^trainer.val_prior_cache=/p: model B has no priors"):
+        model_prior_settings(nn.Linear(1, 1), setting="trainer.val_prior_cache=/p", model_name="B")
