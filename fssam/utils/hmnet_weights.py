@@ -16,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fssam.data.folds import NUM_FOLDS, base_classes
+
 HMNET_PAGE = "https://github.com/Sam1224/HMNet"
 BAM_PAGE = "https://github.com/chunbolang/BAM"
 ROOT = "hmnet"
-DATASETS = {"pascal": 15, "coco": 60}   # dataset -> number of base classes
+DATASETS = ("pascal", "coco")
 BACKBONE_NAMES = ("resnet50", "vgg")
-SPLITS = (0, 1, 2, 3)
+SPLITS = tuple(range(NUM_FOLDS))
 SHOTS = (1, 5)
 # model sizes used to check shapes; tests shrink them (the files hold the release's sizes)
 CHECK_SIZES: dict[str, int] = {}
@@ -105,7 +107,7 @@ def check(name: str, dest: Path, models: dict | None = None) -> str | None:
     if not path.is_file():
         return f"{name}: {path} is missing"
     models = {} if models is None else models
-    bases = DATASETS.get(entry.dataset, 15)
+    bases = len(base_classes(entry.dataset or "pascal", 0))  # the same for every fold
     key = (entry.kind, entry.backbone, bases, entry.shot)
     sizes = {k: v for k, v in CHECK_SIZES.items()
              if entry.kind == "hmnet" or k in ("backbone_width", "head_dim")}

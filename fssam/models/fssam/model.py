@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor, nn
 
-from fssam.data.episodic import episode_image_ids, episode_images
+from fssam.data.episodic import episode_image_ids
+from fssam.engine.feature_cache import Features, Memo, encoded
 from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
@@ -27,18 +28,6 @@ log = logging.getLogger(__name__)
 IGNORE_LABEL = 255
 TRAINABLE_MODULES = ("sam_mask_decoder", "memory_encoder", "memory_attention")
 SAM2_ENCODER, DINO_ENCODER = "sam2", "dinov2"
-
-
-class Features(Protocol):
-    """Frozen encoders' outputs of a batch's images (``fssam.engine.feature_cache``)."""
-
-    def get(self, name: str) -> dict[str, Tensor]: ...
-
-
-class Memo(Protocol):
-    """Per-item results reused while the weights are fixed (``fssam.engine.feature_cache``)."""
-
-    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
 
 
 def binarise_masks(masks: Tensor) -> Tensor:
@@ -132,17 +121,11 @@ class FSSAM(nn.Module):
             raise ValueError("the batch has no 'priors' and the model has no prior generator")
         masks = batch["support_masks"]
         b, shots = masks.shape[:2]
-        tokens = self._encoded(batch, features, DINO_ENCODER)["patch_tokens"]
+        tokens = encoded(self, batch, features, DINO_ENCODER)["patch_tokens"]
         prior_fg, prior_fb = self.prior.priors_from_features(
             tokens[:b], tokens[b:].unflatten(0, (b, shots)), masks,
             tuple(batch["query_img"].shape[-2:]))
         return torch.cat([prior_fg, prior_fb], dim=1)
-
-    def _encoded(self, batch: Mapping[str, Any], features: Features | None, name: str
-                 ) -> dict[str, Tensor]:
-        if features is not None:
-            return features.get(name)
-        return self.encode_images(name, episode_images(batch))
 
     def forward(self, batch: Mapping[str, Any], return_intermediates: bool = False, *,
                 features: Features | None = None, memo: Memo | None = None) -> dict[str, Any]:
@@ -156,16 +139,17 @@ class FSSAM(nn.Module):
         query = batch["query_img"].float()
         b, shots = batch["support_imgs"].shape[:2]
         priors = self.compute_priors(batch, features)
-        maps = self._encoded(batch, features, SAM2_ENCODER)
+        maps = encoded(self, batch, features, SAM2_ENCODER)
         feats = sam.features_from_maps(self.sam2, [maps[f"level{i}"] for i in range(len(maps))])
         masks = binarise_masks(batch["support_masks"]).flatten(0, 1).unsqueeze(1)
         support = self._support_memories(feats.select(slice(b, None)), masks, memo,
                                          episode_image_ids(batch)[b:])
-        inter = self._memories(feats.select(slice(0, b)), support, masks, priors, shots)
+        query_feats = feats.select(slice(0, b))
+        inter = self._memories(query_feats, support, masks, priors, shots,
+                               intermediates=return_intermediates)
         grid = feats.sizes[-1]
         attn_masks = F.interpolate(masks, size=grid, mode="nearest").view(b, shots, -1)
         calibration = Calibration(attn_masks, legacy_kshot=self.legacy_kshot)
-        query_feats = feats.select(slice(0, b))
         pix_feat = sam.attend_memory(self.sam2, query_feats, inter["bank"], calibration)
         decoded = sam.decode(self.sam2, pix_feat, query_feats.maps()[:-1], query.shape[-2:])
         out: dict[str, Any] = {"logits": decoded.logits, "priors": priors}
@@ -199,8 +183,10 @@ class FSSAM(nn.Module):
         return {"memory": memory, "pointer": pointer, "pointer_lowres": lowres}
 
     def _memories(self, query_feats: sam.ImageFeatures, support: dict[str, Tensor],
-                  masks: Tensor, priors: Tensor, shots: int) -> dict[str, Any]:
-        """Query memories, the refinement and the memory bank.
+                  masks: Tensor, priors: Tensor, shots: int, *,
+                  intermediates: bool = False) -> dict[str, Any]:
+        """Query memories, the refinement and the memory bank; with ``intermediates`` also
+        every memory, pointer and position (supports, then the query's two) joined.
 
         SAM 2's memory positional encoding is the sine encoding of the memory grid, the same
         for every memory: the supports share the query's.
@@ -222,9 +208,11 @@ class FSSAM(nn.Module):
         bank = sam.memory_bank(
             self.sam2, torch.cat([support_mem, refined.mem_fb.unsqueeze(1)], dim=1), pos,
             torch.cat([support["pointer"].unflatten(0, (b, shots)), q_pointer.unsqueeze(1)], 1))
-        return {"pointer_lowres": torch.cat([support["pointer_lowres"], q_lowres]),
-                "pointers": torch.cat([support["pointer"], q_pointer]),
-                "memories": torch.cat([support["memory"], q_mems]),
-                "memory_pos": torch.cat([pos[:, :shots].flatten(0, 1), q_pos]),
-                "masks_grid": masks_grid, "priors_grid": priors_grid, "refine": refined,
-                "bank": bank}
+        inter = {"masks_grid": masks_grid, "priors_grid": priors_grid, "refine": refined,
+                 "bank": bank}
+        if intermediates:
+            inter.update(pointer_lowres=torch.cat([support["pointer_lowres"], q_lowres]),
+                         pointers=torch.cat([support["pointer"], q_pointer]),
+                         memories=torch.cat([support["memory"], q_mems]),
+                         memory_pos=torch.cat([pos[:, :shots].flatten(0, 1), q_pos]))
+        return inter

@@ -23,7 +23,7 @@ RESNET50_BLOCKS = (3, 4, 6, 3)
 # conv widths of VGG-16 in multiples of ``width`` ('M' = max-pool), torchvision's cfg 'D'
 _VGG16_CFG = (1, 1, "M", 2, 2, "M", 4, 4, 4, "M", 8, 8, 8, "M", 8, 8, 8, "M")
 # features[start:stop] of each stage; the last pool (index 43) is left out
-_VGG16_SLICES = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
+VGG16_SLICES = ((0, 7), (7, 14), (14, 24), (24, 34), (34, 43))
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -75,7 +75,7 @@ def vgg16_bn_stages(width: int = 64) -> list[nn.Sequential]:
     for i, module in enumerate(features):
         if isinstance(module, nn.MaxPool2d):
             features[i] = nn.MaxPool2d(kernel_size=2, stride=2, ceil_mode=True)
-    return [nn.Sequential(*features[a:b]) for a, b in _VGG16_SLICES]
+    return [nn.Sequential(*features[a:b]) for a, b in VGG16_SLICES]
 
 
 def backbone_stages(backbone: str, width: int = 64) -> list[nn.Sequential]:

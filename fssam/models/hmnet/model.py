@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fssam.data.episodic import episode_images
+from fssam.engine.feature_cache import Features, Memo, encoded
 from fssam.models.foreground import positive_foreground
 from fssam.models.hmnet import ensemble as ens
 from fssam.models.hmnet.backbones import BACKBONES, backbone_stages, feature_channels
@@ -19,33 +19,19 @@ from fssam.models.hmnet.decoder import decode, merge, meta_decoder, reduction
 from fssam.models.hmnet.losses import hmnet_losses
 from fssam.models.hmnet.mamba import VSSM
 from fssam.models.hmnet.priors import prior_maps, summarise_support, support_masks_on_grid
-from fssam.models.hmnet.pspnet import (FEATURE_KEYS, PPM, PPM_BINS, extract_feats,
-                                       normalise_images, psp_head, up)
+from fssam.models.hmnet.pspnet import (BACKBONE_MODULES, FEATURE_KEYS, HEAD_MODULES, PPM,
+                                       PPM_BINS, extract_feats, normalise_images, psp_head, up)
 from fssam.models.trainable import load_exactly
 from fssam.utils.fingerprint import state_fingerprint
 
-FROZEN_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4", "ppm", "cls",
-                  "base_learner")
 ENCODER = "pspnet"   # the frozen per-image encoder: backbone + PSPNet head conv/BN
-ENCODER_MODULES = FROZEN_MODULES[:-1]
-MAMBA_MODULE = "mamba"
+ENCODER_MODULES = BACKBONE_MODULES + HEAD_MODULES
+FROZEN_MODULES = ENCODER_MODULES + ("base_learner",)
 PRIOR_SCALE = 10.0
 WINDOW_RATIO = 4
 # a model that runs in well under a second on a CPU (tests, demos): same code paths
 TINY_SIZES = {"grid": 16, "backbone_width": 8, "head_dim": 16, "reduce_dim": 16,
               "mamba_depth": 2}
-
-
-class Features(Protocol):
-    """Frozen encoders' outputs of a batch's images (``fssam.engine.feature_cache``)."""
-
-    def get(self, name: str) -> dict[str, Tensor]: ...
-
-
-class Memo(Protocol):
-    """Per-item results reused while the weights are fixed (``fssam.engine.feature_cache``)."""
-
-    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
 
 
 def check_grid(grid: int | tuple[int, int]) -> int:
@@ -113,15 +99,6 @@ class HMNet(nn.Module):
                 module.eval()
         return self
 
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Trainable parameters: ``"mamba"`` (the VSSM) and ``"meta"`` (everything else)."""
-        groups: dict[str, list[nn.Parameter]] = {"meta": [], MAMBA_MODULE: []}
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                top = name.split(".")[0]
-                groups[MAMBA_MODULE if top == MAMBA_MODULE else "meta"].append(param)
-        return [{"name": name, "params": params} for name, params in groups.items()]
-
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """State of the trainable modules only (keys as in ``state_dict()``)."""
         frozen = tuple(f"{name}." for name in FROZEN_MODULES)
@@ -177,8 +154,7 @@ class HMNet(nn.Module):
         request.
         """
         b, k = batch["support_imgs"].shape[:2]
-        feats = (features.get(ENCODER) if features is not None
-                 else self.encode_images(ENCODER, episode_images(batch)))
+        feats = encoded(self, batch, features, ENCODER)
         query_feats = {key: v[:b] for key, v in feats.items()}
         support_feats = {key: v[b:].unflatten(0, (b, k)) for key, v in feats.items()}
         return self.forward_features(

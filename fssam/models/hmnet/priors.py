@@ -13,7 +13,6 @@ from torch import Tensor
 
 from fssam.models.hmnet.pspnet import up
 
-IGNORE_LABEL = 255
 WGAP_EPS = 5e-4
 COSINE_EPS = 1e-7
 

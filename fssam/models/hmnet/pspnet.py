@@ -22,6 +22,8 @@ PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)
 PPM_BINS = (1, 2, 3, 6)
 FEATURE_KEYS = ("f1", "f2", "f3", "f4")
+BACKBONE_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4")
+HEAD_MODULES = ("ppm", "cls")
 
 
 def up(x: Tensor, size: int | Sequence[int]) -> Tensor:

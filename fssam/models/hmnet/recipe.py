@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from fssam.engine.optim import ScheduledOptimizer, constant_factor, poly_factor
+from fssam.models.hmnet.pspnet import BACKBONE_MODULES
 
 SGD_MODULES = ("down_query", "down_supp", "init_merge_query", "init_merge_supp", "ASPP_meta",
                "res1_meta", "res2_meta", "cls_meta", "gram_merge", "cls_merge", "kshot_rw")
@@ -70,9 +71,6 @@ def hmnet_optimizers(model: nn.Module, *, sgd_lr: float = 0.005, lr_multiplier: 
                               eps=adamw_eps)
     return [ScheduledOptimizer("sgd", sgd, poly_factor(power, one_based=True)),
             ScheduledOptimizer("adamw", adamw, constant_factor)]
-
-
-BACKBONE_MODULES = ("layer0", "layer1", "layer2", "layer3", "layer4")
 
 
 def pspnet_optimizers(model: nn.Module, *, backbone_lr: float = 2.5e-4, head_lr: float = 2.5e-3,

@@ -27,13 +27,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from fssam.models.hmnet.backbones import VGG16_SLICES
+from fssam.models.hmnet.pspnet import BACKBONE_MODULES, HEAD_MODULES
+
 log = logging.getLogger(__name__)
 
 DDP_PREFIX = "module."
 _RESNET_STEM = {"conv1": "layer0.0", "bn1": "layer0.1", "conv2": "layer0.3",
                 "bn2": "layer0.4", "conv3": "layer0.6", "bn3": "layer0.7"}
-_VGG_STARTS = (0, 7, 14, 24, 34, 43)  # features[a:b] of layer0..layer4 (43 = pool5, unused)
-FROZEN_PREFIXES = ("layer0.", "layer1.", "layer2.", "layer3.", "layer4.", "ppm.", "cls.")
+# first features index of layer0..layer4, then of the unused pool5
+_VGG_STARTS = tuple(start for start, _ in VGG16_SLICES) + (VGG16_SLICES[-1][1],)
+BACKBONE_PREFIXES = tuple(f"{name}." for name in BACKBONE_MODULES)
+FROZEN_PREFIXES = BACKBONE_PREFIXES + tuple(f"{name}." for name in HEAD_MODULES)
 
 
 def strip_ddp_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -118,7 +123,7 @@ def load_imagenet_backbone(model: nn.Module, path: str | Path, *, backbone: str)
     what = f"ImageNet {backbone} weights"
     state = read_state_dict(path, what)
     mapper = map_resnet50_imagenet if backbone == "resnet50" else map_vgg16_bn_imagenet
-    _load_subset(model, mapper(state), FROZEN_PREFIXES[:5], path=path, what=what)
+    _load_subset(model, mapper(state), BACKBONE_PREFIXES, path=path, what=what)
 
 
 def map_base_learner(state: Mapping[str, Tensor], *, into_hmnet: bool) -> dict[str, Tensor]:
