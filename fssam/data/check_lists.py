@@ -68,6 +68,7 @@ def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: T
     ``rebuild``: read every label again and refresh the list cache (a cached list does not
     see files changed in place); False reuses cached lists."""
     counts: Counts = {}
+    label_counts: dict[str, dict[int, int]] = {}  # every label read once for all folds
     jobs = [(mode, fold) for fold in folds for mode in MODES]
     for mode, fold in tqdm(jobs, desc="lists", unit="list"):
         classes = split_classes(dataset, mode, fold, coco_split)
@@ -75,7 +76,7 @@ def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: T
             records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
                                        coco_split=coco_split, train_list=train_list,
                                        cache_dir=cache_dir, workers=workers,
-                                       rebuild=rebuild)
+                                       rebuild=rebuild, label_counts=label_counts)
         except EmptyListError:
             records = []
         except (FileNotFoundError, ValueError) as err:

@@ -248,17 +248,23 @@ def check_images(pairs: Sequence[tuple[str, str]], train_list: TrainList) -> Non
 
 
 def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
-                 desc: str) -> list[dict[int, int]]:
-    """Class pixel counts of every label (threads: decoding releases the GIL)."""
+                 desc: str, known: dict[str, dict[int, int]] | None = None
+                 ) -> list[dict[int, int]]:
+    """Class pixel counts of every label (threads: decoding releases the GIL). ``known``:
+    counts of labels already read (label path -> counts), extended with the new ones."""
+    known = {} if known is None else known
     labels = [label for _, label in pairs]
+    todo = list(dict.fromkeys(label for label in labels if label not in known))
     count = partial(_class_pixels, max_class=max_class)
     with ThreadPool(max(1, workers)) as pool:
-        return list(tqdm(pool.imap(count, labels, chunksize=32), total=len(labels), desc=desc,
-                         unit="label", leave=False))
+        known.update(zip(todo, tqdm(pool.imap(count, todo, chunksize=32), total=len(todo),
+                                    desc=desc, unit="label", leave=False)))
+    return [known[label] for label in labels]
 
 
 def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
-                   train_list: TrainList, workers: int) -> list[ImageRecord]:
+                   train_list: TrainList, workers: int,
+                   label_counts: dict[str, dict[int, int]] | None) -> list[ImageRecord]:
     pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
@@ -266,7 +272,7 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
     base = set(base_classes(dataset, fold, coco_split))
     split, allowed = (base, base) if mode == "train" else (novel, None)
     desc = f"{dataset} fold {fold} {mode} list"
-    counts = _scan_labels(pairs, num_classes(dataset), workers, desc)
+    counts = _scan_labels(pairs, num_classes(dataset), workers, desc, label_counts)
     records = []
     for (image, label), pixels in zip(pairs, counts):
         classes = _split_classes(pixels, split, allowed)
@@ -278,14 +284,18 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
 def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                      coco_split: str = "interleaved", train_list: str | None = None,
                      cache_dir: str | Path | None = None, workers: int = 8,
-                     rebuild: bool = False) -> list[ImageRecord]:
+                     rebuild: bool = False,
+                     label_counts: dict[str, dict[int, int]] | None = None
+                     ) -> list[ImageRecord]:
     """Eligible images of one fold and mode, read from the cache or built and cached.
 
     ``train_list`` (training only): "authors", "all", a list file, or None for the
     dataset's default (``fssam.data.train_lists``). The cache file is keyed by the
     dataset, root, fold, mode, COCO split and (training only) the list choice and the
     list file's content, so changing any of them rebuilds the list. ``rebuild`` reads the
-    labels again even when the list is cached (and refreshes the cache).
+    labels again even when the list is cached (and refreshes the cache). ``label_counts``
+    (label path -> class pixel counts), shared by the builds of several folds, lets each
+    label be read once: the counts do not depend on the fold.
     """
     novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
     if not os.path.isdir(root):
@@ -298,7 +308,8 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
         if cached.get("key") == key:
             log.info("image list from cache %s", path)
             return [ImageRecord(img, lbl, tuple(c)) for img, lbl, c in cached["records"]]
-    records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers)
+    records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers,
+                             label_counts)
     if not records:
         raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_split={coco_split}) under {root}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fssam.data import sources
 from fssam.data.check import CheckSettings, SettingsError, format_report, run_check
 from fssam.data.folds import base_classes, novel_classes
 from fssam.data.sources import MIN_PIXELS
@@ -82,6 +84,20 @@ def test_matching_dataset_passes(dataset: tuple[Path, Path]) -> None:
     assert "every count matches" in report["diagnosis"][0]
     text = format_report(report)
     assert text.count("\nfold ") == 4 and "MISMATCH" not in text and "PASS" in text
+
+
+def test_the_list_builds_of_every_fold_read_each_label_once(dataset: tuple[Path, Path],
+                                                             monkeypatch) -> None:
+    reads: Counter[str] = Counter()
+    class_pixels = sources._class_pixels
+
+    def counted(label_path: str, max_class: int) -> dict[int, int]:
+        reads[label_path] += 1
+        return class_pixels(label_path, max_class)
+
+    monkeypatch.setattr(sources, "_class_pixels", counted)
+    assert check(*dataset)["ok"]
+    assert len(reads) == 60 and set(reads.values()) == {1}  # 4 folds x 2 lists, no rereads
 
 
 def _delete_image(root: Path) -> str:
