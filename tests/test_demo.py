@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "demo.py"
+from .conftest import REPO, SCRIPTS, load_script
 
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location("fssam_demo_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "demo.py"
 
 
 @pytest.mark.slow
@@ -71,7 +64,7 @@ def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
 
 
 def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_path: Path) -> None:
-    demo = load_demo()
+    demo = load_script(SCRIPT)
     scores = {
         "trained": {"miou": 30.0, "fbiou": 60.0},
         "untrained": {"miou": 10.0, "fbiou": 40.0},
@@ -93,7 +86,7 @@ def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_
 
 
 def test_trained_and_baselines_share_their_episodes() -> None:
-    demo = load_demo()
+    demo = load_script(SCRIPT)
     args = demo.parse_args(["--episodes", "50", "--seeds", "1", "2"])
     runs = {run: demo.test_overrides(args, run) for run in ("trained", "untrained", "prior")}
     for run, overrides in runs.items():

@@ -3,7 +3,6 @@ three tests through train.py's and test.py's code, tiny."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,15 +11,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "scripts" / "demo_hmnet.py"
+from .conftest import REPO, SCRIPTS, load_script
 
-
-def load_demo():
-    spec = importlib.util.spec_from_file_location("hmnet_demo_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "demo_hmnet.py"
 
 
 @pytest.mark.slow
@@ -51,7 +44,7 @@ def test_tiny_demo_trains_both_stages_and_tests(tmp_path: Path) -> None:
 
 
 def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_path: Path):
-    demo = load_demo()
+    demo = load_script(SCRIPT)
     scores = {"trained": {"miou": 30.0, "fbiou": 60.0}, "untrained": {"miou": 10.0, "fbiou": 40.0},
               "prior": {"miou": 20.0, "fbiou": 65.0}}
     fake = {"scores": scores, "base_miou": 12.0, "base_run_dir": str(tmp_path),
@@ -66,7 +59,7 @@ def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_
 
 
 def test_trained_and_baselines_share_their_episodes_and_base_learner(tmp_path: Path) -> None:
-    demo = load_demo()
+    demo = load_script(SCRIPT)
     args = demo.parse_args(["--episodes", "50", "--seeds", "1", "2"])
     base = tmp_path / "last.pt"
     runs = {run: demo.test_overrides(args, base, run) for run in ("trained", "untrained", "prior")}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import os
 import re
@@ -26,6 +25,8 @@ from hydra.core.global_hydra import GlobalHydra
 
 from fssam.engine.tester import compose_config, validate_test_config
 from fssam.utils.config import per_process_batch, validate_config, validate_trainer
+
+from .conftest import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -111,13 +112,6 @@ def shell_script_check(args: list[str], env: dict[str, str], tmp: Path) -> None:
 
 class _Parsed(Exception):
     """Raised right after a script's argparse accepted the arguments."""
-
-
-def load_script(script: Path, name: str | None = None):
-    spec = importlib.util.spec_from_file_location(name or f"readme_{script.stem}", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatch) -> str:

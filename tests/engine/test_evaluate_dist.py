@@ -7,14 +7,11 @@ which only move logits by float rounding).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from fssam.data.toy import make_toy_pascal
+from .conftest import launch
 
 WORKER = Path(__file__).with_name("evaluate_dist_worker.py")
 EPISODES = 9
@@ -26,7 +23,6 @@ def run_worker(
 ) -> list:
     out = tmp_path / f"{name}.json"
     args = [
-        str(WORKER),
         "--root",
         str(root),
         "--lists",
@@ -41,24 +37,16 @@ def run_worker(
     if cache is not None:
         args += ["--cache", str(cache)]
     args += list(extra)
-    launcher = [sys.executable]
-    if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name_ in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name_, None)
-    result = subprocess.run(launcher + args, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch(WORKER, args, nproc)
     return json.loads(out.read_text())
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one(tmp_path: Path) -> None:
-    root = tmp_path / "toy"
-    make_toy_pascal(root, num_images=60, seed=0, workers=1)
+def test_two_processes_equal_one(tmp_path: Path, toy_root: Path) -> None:
     (tmp_path / "lists").mkdir()
-    [single] = run_worker(tmp_path, root, "single", batch_size=3, nproc=1)
-    ranks = run_worker(tmp_path, root, "double", batch_size=3, nproc=2, cache=tmp_path / "cache")
+    [single] = run_worker(tmp_path, toy_root, "single", batch_size=3, nproc=1)
+    ranks = run_worker(tmp_path, toy_root, "double", batch_size=3, nproc=2,
+                       cache=tmp_path / "cache")
     assert single["episodes"] == EPISODES
     assert [r["episodes"] for r in ranks] == [5, 4]
     assert single["metrics"]["num_episodes"] == EPISODES
@@ -68,12 +56,10 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_reuse_bit_identically(tmp_path: Path) -> None:
+def test_two_processes_reuse_bit_identically(tmp_path: Path, reuse_root: Path) -> None:
     """Each rank caches what it evaluates: cold and warm passes equal no reuse, 5-shot."""
-    root = tmp_path / "toy"
-    make_toy_pascal(root, num_images=60, seed=0, workers=1, val_fraction=0.9, same_fold_p=0.95)
     (tmp_path / "lists").mkdir()
-    ranks = run_worker(tmp_path, root, "reuse", batch_size=2, nproc=2,
+    ranks = run_worker(tmp_path, reuse_root, "reuse", batch_size=2, nproc=2,
                        extra=("--shot", "5", "--reuse"))
     for record in ranks:
         assert record["metrics"] == ranks[0]["metrics"]

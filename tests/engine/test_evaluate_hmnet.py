@@ -5,9 +5,6 @@ baseline and the evaluation cache."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ import torch
 from fssam.engine.tester import build_test_model, compose_config, evaluate_seeds
 from fssam.utils.config import ConfigError
 from fssam.utils.dist import DistInfo
+
+from .conftest import launch
 
 REPO = Path(__file__).resolve().parents[2]
 SINGLE = DistInfo(0, 1, 0, torch.device("cpu"))
@@ -30,24 +29,13 @@ def overrides(toy_root: Path, exp_dir: Path, *extra: str) -> list[str]:
             "seeds=[321]", "trainer.progress=false", "trainer.num_threads=1", *extra]
 
 
-def run_test_py(args: list[str], nproc: int) -> None:
-    launcher = [sys.executable]
-    if nproc > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(name, None)
-    result = subprocess.run([*launcher, str(REPO / "test.py"), *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-
-
 @pytest.mark.slow
 def test_test_py_gives_identical_metrics_with_one_and_two_processes(toy_root, tmp_path):
     results = []
     for nproc in (1, 2):
         exp = tmp_path / f"p{nproc}"
-        run_test_py(overrides(toy_root, exp, "checkpoint_format=none", "batch_size=2"), nproc)
+        launch(REPO / "test.py", overrides(toy_root, exp, "checkpoint_format=none", "batch_size=2"),
+               nproc, cwd=REPO)
         results.append(json.loads((exp / RUN / "results.json").read_text()))
     one, two = results
     assert (one["model"], one["variant"], two["world_size"]) == ("HMNet_tiny", "resnet50", 2)

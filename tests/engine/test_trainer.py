@@ -3,8 +3,6 @@ sampling, exact mid-epoch resume, non-finite loss, early stopping, run records."
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -20,16 +18,12 @@ from fssam.engine.train_data import ResumableSampler
 from fssam.engine.trainer import NonFiniteLossError, Trainer
 from fssam.models.fssam import FSSAM
 
+from ..conftest import load_script
+from .conftest import records
+
 ROOT = Path(__file__).resolve().parents[2]
 PARITY = ROOT / "tests" / "fixtures" / "parity"
 RUN = "toy/FSSAM_tiny_dino/split0/1shot/micro"
-
-
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("fssam_train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +35,7 @@ def toy_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def script():
-    return load_train_script()
+    return load_script(ROOT / "train.py", "fssam_train_script")
 
 
 def config(toy_root: Path, exp_dir: Path, *overrides: str):
@@ -53,11 +47,6 @@ def config(toy_root: Path, exp_dir: Path, *overrides: str):
             "trainer.val_episodes=2", "trainer.num_threads=1", "trainer.progress=false"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         return compose("train", overrides=base + list(overrides))
-
-
-def records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
 def test_poly_schedule():

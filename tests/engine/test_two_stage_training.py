@@ -4,11 +4,6 @@ stages, and 2-process (gloo) runs whose ranks end with the same weights."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,10 +21,11 @@ from fssam.utils.config import model_kwargs
 from fssam.utils.dist import DistInfo
 from fssam.utils.seed import seed_everything
 
+from ..conftest import load_script
+from .conftest import launch, records
+
 WORKER = Path(__file__).with_name("two_stage_worker.py")
-spec = importlib.util.spec_from_file_location("two_stage_worker", WORKER)
-stages = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(stages)
+stages = load_script(WORKER, "two_stage_worker")
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 
 
@@ -43,11 +39,6 @@ def toy(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def script():
     return stages.load_train_script()
-
-
-def records(run_dir: Path, kind: str) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["type"] == kind]
 
 
 def base_cfg(toy, exp_dir: Path, *extra: str):
@@ -170,13 +161,10 @@ def test_train_py_meta_trains_hmnet_from_its_config(toy, tmp_path, script):
 def run_ranks(toy, tmp_path: Path, stage: str, iterations: int) -> list[dict]:
     root, lists = toy
     out = tmp_path / f"{stage}_ranks"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(WORKER), "--stage", stage, "--root", str(root), "--lists", str(lists),
-           "--exp", str(tmp_path / stage), "--out", str(out), "--iterations", str(iterations)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(stages.ROOT))
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    launch(WORKER, ["--stage", stage, "--root", str(root), "--lists", str(lists),
+                    "--exp", str(tmp_path / stage), "--out", str(out),
+                    "--iterations", str(iterations)],
+           nproc=2, cwd=tmp_path, env={"PYTHONPATH": str(stages.ROOT)})
     return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
 
 

@@ -1,34 +1,19 @@
 """scripts/benchmark_eval.py on the micro SAM 2 config and a tiny DINOv2 (CPU)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-import torch
+
+from ..conftest import SCRIPTS, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = SCRIPTS / "benchmark_eval.py"
 MICRO = ROOT / "tests" / "fixtures" / "parity" / "sam2_micro_v1.yaml"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_eval",
-                                                  ROOT / "scripts" / "benchmark_eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_rows_table_and_json(tmp_path, capsys, one_thread):
-    bench = load_script()
+    bench = load_script(SCRIPT)
     out = tmp_path / "bench.json"
     assert bench.main(["--device", "cpu", "--sam2-config", str(MICRO), "--image-size", "128",
                        "--dino-input-size", "56", "--dino-kwargs",
@@ -51,7 +36,7 @@ def test_rows_table_and_json(tmp_path, capsys, one_thread):
 
 
 def test_arguments_are_checked():
-    bench = load_script()
+    bench = load_script(SCRIPT)
     with pytest.raises(SystemExit):
         bench.parse_args(["--device", "cpu", "--bf16"])
     with pytest.raises(SystemExit):

@@ -1,26 +1,20 @@
 """scripts/benchmark_forward.py on the micro SAM 2 config and a tiny DINOv2 (CPU)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from ..conftest import SCRIPTS, load_script
+
 ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = SCRIPTS / "benchmark_forward.py"
 MICRO = ROOT / "tests" / "fixtures" / "parity" / "sam2_micro_v1.yaml"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_forward",
-                                                  ROOT / "scripts" / "benchmark_forward.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_benchmark_table_and_json(tmp_path, capsys):
-    bench = load_script()
+    bench = load_script(SCRIPT)
     out = tmp_path / "bench.json"
     assert bench.main(["--device", "cpu", "--sam2-config", str(MICRO), "--image-size", "128",
                        "--dino-input-size", "56", "--dino-kwargs",
@@ -37,7 +31,7 @@ def test_benchmark_table_and_json(tmp_path, capsys):
 
 
 def test_measure_calls_warmup_plus_repeats():
-    bench = load_script()
+    bench = load_script(SCRIPT)
     calls = []
     row = bench.measure(lambda: calls.append(1), torch.device("cpu"), warmup=2, repeats=3)
     assert len(calls) == 5 and row["std_ms"] >= 0
@@ -45,4 +39,4 @@ def test_measure_calls_warmup_plus_repeats():
 
 def test_bf16_needs_cuda():
     with pytest.raises(SystemExit):
-        load_script().parse_args(["--device", "cpu", "--bf16"])
+        load_script(SCRIPT).parse_args(["--device", "cpu", "--bf16"])

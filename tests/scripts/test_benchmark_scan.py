@@ -1,30 +1,20 @@
 """scripts/benchmark_scan.py at tiny sizes (CPU)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..conftest import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("benchmark_scan",
-                                                  ROOT / "scripts" / "benchmark_scan.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
+SCRIPT = SCRIPTS / "benchmark_scan.py"
 TINY = ["--device", "cpu", "--channels", "8", "--groups", "2", "--state", "4", "--warmup", "0",
         "--repeats", "1"]
 
 
 def test_table_and_json_rows(tmp_path, capsys):
     out = tmp_path / "scan.json"
-    assert load_script().main([*TINY, "--batch", "1", "2", "--length", "40", "--naive-prefix",
-                               "16", "--json", str(out)]) == 0
+    assert load_script(SCRIPT).main([*TINY, "--batch", "1", "2", "--length", "40",
+                                     "--naive-prefix", "16", "--json", str(out)]) == 0
     table = capsys.readouterr().out
     rows = json.loads(out.read_text())
     assert [(r["impl"], r["batch"]) for r in rows] == [
@@ -38,13 +28,13 @@ def test_table_and_json_rows(tmp_path, capsys):
 
 def test_whole_naive_run_and_backward(tmp_path):
     out = tmp_path / "scan.json"
-    load_script().main([*TINY, "--batch", "1", "--length", "20", "--naive-prefix", "0",
-                        "--impls", "naive", "--backward", "--json", str(out)])
+    load_script(SCRIPT).main([*TINY, "--batch", "1", "--length", "20", "--naive-prefix", "0",
+                              "--impls", "naive", "--backward", "--json", str(out)])
     (row,) = json.loads(out.read_text())
     assert row["impl"] == "naive" and not row["extrapolated"] and row["backward"]
 
 
 def test_unavailable_impl_is_refused(capsys):
     with pytest.raises(SystemExit):
-        load_script().parse_args(["--device", "cpu", "--impls", "mamba_ssm"])
+        load_script(SCRIPT).parse_args(["--device", "cpu", "--impls", "mamba_ssm"])
     assert "mamba_ssm" in capsys.readouterr().err

@@ -3,7 +3,6 @@ explained rather than crashed on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,14 +10,9 @@ import pytest
 
 from fssam.data.toy import make_toy_pascal
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..conftest import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("check_data", ROOT / "scripts" / "check_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "check_data.py"
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +25,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_toy_dataset_is_explained(toy: Path, tmp_path: Path, capsys) -> None:
     """The README's command on the synthetic data: exit 1, every difference explained."""
     out = tmp_path / "report.json"
-    code = load_script().main(["--dataset", "pascal", "--root", str(toy), "--cache-dir",
-                               str(tmp_path), "--json", str(out)])
+    code = load_script(SCRIPT).main(["--dataset", "pascal", "--root", str(toy), "--cache-dir",
+                                     str(tmp_path), "--json", str(out)])
     text = capsys.readouterr().out
     report = json.loads(out.read_text())
     assert code == 1 and report["synthetic"] and not report["ok"]
@@ -44,7 +38,7 @@ def test_toy_dataset_is_explained(toy: Path, tmp_path: Path, capsys) -> None:
 
 
 def test_exit_zero_when_counts_match(toy: Path, tmp_path: Path, capsys) -> None:
-    script = load_script()
+    script = load_script(SCRIPT)
     first = tmp_path / "first.json"
     args = ["--dataset", "pascal", "--root", str(toy), "--cache-dir", str(tmp_path),
             "--train-list", "all", "--folds", "0"]
@@ -71,7 +65,7 @@ def test_bad_arguments_exit_2(args: list[str], message: str, toy: Path, tmp_path
     args = [str(toy) if a == "TOY" else str(tmp_path / "nowhere") if a == "NOWHERE" else a
             for a in args]
     try:
-        code = load_script().main(args)
+        code = load_script(SCRIPT).main(args)
     except SystemExit as exit_:  # argparse
         code = exit_.code
     assert code == 2 and message in capsys.readouterr().err

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
+from ..conftest import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "scripts" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "gpu_check.py"
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path")
-def test_cpu_path_runs_every_check(tmp_path: Path, capsys) -> None:
-    threads = torch.get_num_threads()
-    try:
-        code = load_script().main([
-            "--preset", "micro", "--steps", "1", "--test-batches", "1", "2", "--train-batches",
-            "2", "--warmup", "0", "--repeats", "1", "--launch-iterations", "1",
-            "--launch-episodes", "2", "--workdir", str(tmp_path), "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
+def test_cpu_path_runs_every_check(tmp_path: Path, capsys, one_thread) -> None:
+    code = load_script(SCRIPT).main([
+        "--preset", "micro", "--steps", "1", "--test-batches", "1", "2", "--train-batches",
+        "2", "--warmup", "0", "--repeats", "1", "--launch-iterations", "1",
+        "--launch-episodes", "2", "--workdir", str(tmp_path), "--threads", "1"])
     out = capsys.readouterr().out
     assert code == 0 and "no CUDA device" in out and "no CUDA: CPU results only" in out
     report = json.loads((tmp_path / "gpu_check.json").read_text())
@@ -49,5 +39,5 @@ def test_cpu_path_runs_every_check(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda(capsys) -> None:
-    assert load_script().main(["--device", "cuda"]) == 2
+    assert load_script(SCRIPT).main(["--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err

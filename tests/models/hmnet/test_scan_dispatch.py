@@ -22,8 +22,10 @@ def test_auto_on_cuda_prefers_mamba_ssm_then_triton(monkeypatch):
     monkeypatch.setattr(scan, "mamba_ssm_installed", lambda: True)
     assert resolve_impl("auto", "cuda") == "mamba_ssm"
     monkeypatch.setattr(scan, "mamba_ssm_installed", lambda: False)
-    expected = "triton" if scan._triton_usable(torch.device("cuda")) else "torch"
-    assert resolve_impl("auto", "cuda") == expected
+    monkeypatch.setattr(scan, "_triton_usable", lambda device: True)
+    assert resolve_impl("auto", "cuda") == "triton"
+    monkeypatch.setattr(scan, "_triton_usable", lambda device: False)
+    assert resolve_impl("auto", "cuda") == "torch"
 
 
 @pytest.mark.parametrize("impl", ["torch", "naive"])

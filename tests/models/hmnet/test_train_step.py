@@ -50,9 +50,11 @@ def test_one_hmnet_step_moves_only_the_meta_learner_with_frozen_bn_and_active_ba
     frozen = tuple(f"{m}." for m in FROZEN_MODULES)
     expected = {n for n, p in model.named_parameters()
                 if not n.startswith(frozen) and not n.startswith(unused)}
-    assert changed(before, model) == expected
-    # frozen BatchNorm statistics (buffers) did not move either
-    assert all(k in expected for k in changed(before, model))
+    moved = changed(before, model)
+    assert moved == expected
+    # frozen BatchNorm statistics (buffers) did not move either, and there are some to check
+    statistics = {k for k in before if "running_" in k or "num_batches" in k}
+    assert statistics and not statistics & moved
 
 
 def test_one_base_learner_step_trains_everything_and_its_batchnorm():

@@ -15,6 +15,8 @@ from fssam.models.hmnet import (HMNet, PSPNet, build_model, build_pspnet, load_b
 from fssam.models.hmnet.model import TINY_SIZES
 from fssam.models.hmnet.weights import strip_ddp_prefix
 
+from .conftest import write_release_checkpoint
+
 PSP_SIZES = {"backbone_width": TINY_SIZES["backbone_width"], "head_dim": TINY_SIZES["head_dim"]}
 STEM = {"layer0.0": "conv1", "layer0.1": "bn1", "layer0.3": "conv2", "layer0.4": "bn2",
         "layer0.6": "conv3", "layer0.7": "bn3"}
@@ -101,10 +103,8 @@ def test_checkpoint_of_our_base_learner_stage_loads_into_hmnet(tmp_path):
 def test_release_checkpoint_layout_loads(tmp_path):
     source = HMNet(shot=5, **TINY_SIZES)
     state = randomised(source, 4)
-    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
-                "optimizer": {"state": {}, "param_groups": []},
-                "optimizer_swin": {"state": {}, "param_groups": []}}, tmp_path / "best.pth")
-    model = build_model(shot=5, checkpoint=tmp_path / "best.pth",
+    path = write_release_checkpoint(tmp_path / "best.pth", state)
+    model = build_model(shot=5, checkpoint=path,
                         base_learner_checkpoint=tmp_path / "not_there.pth", **TINY_SIZES)
     assert same(model.state_dict(), state, state)
 
