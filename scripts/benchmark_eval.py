@@ -39,7 +39,8 @@ from fssam.engine.evaluate import build_eval_loader, run_evaluation
 from fssam.engine.feature_cache import FeatureCache, PassMemo
 from fssam.engine.lru import GB
 from fssam.utils.benchmarking import (add_model_arguments, check_model_arguments,
-                                      describe_model, random_model)
+                                      describe_model, peak_memory_bytes, random_model,
+                                      reset_peak_memory, synchronize)
 
 MODES = ("off", "cold", "warm")
 
@@ -83,24 +84,22 @@ def write_dataset(root: Path, classes: int, per_class: int) -> list[ImageRecord]
 
 def peak_memory_gb(device: torch.device) -> float:
     """Peak CUDA memory since the last reset, or the process's peak resident memory."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / GB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB
+    peak = peak_memory_bytes(device)
+    if peak is None:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak / GB
 
 
 def timed_pass(model: torch.nn.Module, loader: Any, args: argparse.Namespace, **reuse: Any
                ) -> tuple[dict, float, float]:
     """Metrics, wall seconds and CPU seconds (all threads of this process) of one pass."""
     device = torch.device(args.device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     start, cpu_start = time.perf_counter(), time.process_time()
     metrics = run_evaluation(model, loader, class_ids=loader.dataset.class_ids, device=device,
                              amp_dtype=torch.bfloat16 if args.bf16 else None, progress=False,
                              **reuse)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return metrics, time.perf_counter() - start, time.process_time() - cpu_start
 
 

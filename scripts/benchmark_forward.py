@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
@@ -25,7 +24,8 @@ import torch
 
 from fssam.models.fssam.prior import PseudoPromptGenerator
 from fssam.utils.benchmarking import (add_model_arguments, check_model_arguments,
-                                      describe_model, random_model)
+                                      describe_model, peak_memory_bytes, random_model,
+                                      time_calls)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -41,29 +41,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int
             ) -> dict[str, float]:
     """Milliseconds per call (mean, std, min) and peak CUDA memory in MiB (NaN on CPU)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append((time.perf_counter() - start) * 1000)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-            else float("nan"))
+    times = [t * 1000 for t in time_calls(fn, device, warmup, repeats, reset_peak=True)]
+    peak = peak_memory_bytes(device)
     return {"mean_ms": statistics.fmean(times), "min_ms": min(times),
-            "std_ms": statistics.stdev(times) if len(times) > 1 else 0.0, "peak_mib": peak}
+            "std_ms": statistics.stdev(times) if len(times) > 1 else 0.0,
+            "peak_mib": float("nan") if peak is None else peak / 2**20}
 
 
 def make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, torch.Tensor]:

@@ -20,13 +20,13 @@ import argparse
 import ctypes
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from fssam.models.hmnet.scan import IMPLS, available_impls, selective_scan
+from fssam.utils.benchmarking import peak_memory_bytes, reset_peak_memory, time_calls
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -88,12 +88,10 @@ def _resident_bytes(field: str) -> int:
 def peak_extra_mib(fn: Callable[[], object], device: torch.device) -> float | None:
     """Largest extra memory during one call of ``fn`` in MiB (None where unmeasurable)."""
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        reset_peak_memory(device)
         before = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
         fn()
-        torch.cuda.synchronize(device)
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+        return (peak_memory_bytes(device) - before) / 2**20
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak resident size
@@ -106,18 +104,7 @@ def peak_extra_mib(fn: Callable[[], object], device: torch.device) -> float | No
 
 def seconds(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> float:
     """Fastest of ``repeats`` calls, after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return min(time_calls(fn, device, warmup, repeats))
 
 
 def call(impl: str, kwargs: dict, backward: bool) -> Callable[[], object]:

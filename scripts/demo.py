@@ -22,6 +22,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -101,40 +102,73 @@ def train_overrides(args: argparse.Namespace) -> list[str]:
     ]
 
 
-def test_overrides(args: argparse.Namespace, run: str) -> list[str]:
-    base = shared_overrides(args) + [
+RUNS = ("trained", "untrained", "prior")
+"""The three test runs: the trained model and the two baselines."""
+
+
+def episode_overrides(args: argparse.Namespace) -> list[str]:
+    """The test episodes, the same for the three runs."""
+    return [
         f"episodes={args.episodes}",
         f"seeds=[{','.join(map(str, args.seeds))}]",
         f"batch_size={args.batch_size}",
-        "prior_cache=true",
-        "trainer.progress=false",
     ]
+
+
+def run_overrides(args: argparse.Namespace, run: str) -> list[str]:
+    """What sets ``run`` apart: the trained model's last checkpoint (and overlays), or the
+    model at its initialisation (alone or its prior alone) with its own results file."""
     if run == "trained":
-        return base + ["checkpoint=${run_dir}/last.pt", f"vis={args.vis}"]
+        return ["checkpoint=${run_dir}/last.pt", f"vis={args.vis}"]
     extra = ["prior_only=true"] if run == "prior" else []
-    return base + [
+    return [
         "checkpoint_format=none",
         f"results_file=${{run_dir}}/results_{run}.json",
         *extra,
     ]
 
 
+def test_overrides(args: argparse.Namespace, run: str) -> list[str]:
+    return [
+        *shared_overrides(args),
+        *episode_overrides(args),
+        "prior_cache=true",
+        "trainer.progress=false",
+        *run_overrides(args, run),
+    ]
+
+
+def fresh_run(cfg: Any) -> Path:
+    """The run folder of ``cfg``, emptied (train.py would resume it)."""
+    run_dir = Path(cfg.run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    return run_dir
+
+
+def score_runs(overrides: Callable[[str], list[str]]) -> dict[str, dict[str, float]]:
+    """mIoU and FB-IoU (means over the seeds) of the three test runs, each through test.py's
+    code with the test config composed from ``overrides(run)``."""
+    from fssam.engine.tester import compose_config, run_test
+
+    scores = {}
+    for run in RUNS:
+        summary = run_test(compose_config("test", overrides(run)))["summary"]
+        scores[run] = {"miou": summary["miou"]["mean"], "fbiou": summary["fbiou"]["mean"]}
+    return scores
+
+
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Data, training, three tests; returns the three summaries, run folder and seconds."""
-    from fssam.engine.tester import compose_config, run_test
+    from fssam.engine.tester import compose_config
 
     start = time.perf_counter()
     ensure_dataset(Path(args.root))
     train_cfg = compose_config("train", train_overrides(args))
-    run_dir = Path(train_cfg.run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # a fresh run every time (train.py would resume it)
+    run_dir = fresh_run(train_cfg)  # a fresh run every time
     iterations = load_train_script().train(train_cfg)["iteration"]
     trained_seconds = time.perf_counter() - start
-    scores = {}
-    for run in ("trained", "untrained", "prior"):
-        summary = run_test(compose_config("test", test_overrides(args, run)))["summary"]
-        scores[run] = {"miou": summary["miou"]["mean"], "fbiou": summary["fbiou"]["mean"]}
+    scores = score_runs(lambda run: test_overrides(args, run))
     return {
         "scores": scores,
         "run_dir": str(run_dir),

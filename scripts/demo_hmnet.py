@@ -23,9 +23,9 @@ Exits with status 1 when the trained model does not beat both baselines.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,9 +37,10 @@ BACKBONE = "vgg"
 BASE_RUN_DIR = "${exp_dir}/${dataset.name}/${model.name}/split${split}/${model.variant}"
 
 
+@functools.cache
 def load_fssam_demo() -> ModuleType:
-    """scripts/demo.py (FSSAM's demo), whose data, training-script and table helpers this
-    demo shares."""
+    """scripts/demo.py (FSSAM's demo, loaded once), whose data, training-script, run-folder,
+    test-run and table helpers this demo shares."""
     spec = importlib.util.spec_from_file_location("fssam_demo_script", REPO / "scripts" / "demo.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -103,46 +104,29 @@ def meta_overrides(args: argparse.Namespace, base_learner: Path) -> list[str]:
 
 
 def test_overrides(args: argparse.Namespace, base_learner: Path, run: str) -> list[str]:
-    base = [*hmnet_overrides(args, base_learner), f"episodes={args.episodes}",
-            f"seeds=[{','.join(map(str, args.seeds))}]", f"batch_size={args.batch_size}",
-            "trainer.progress=false"]
-    if run == "trained":
-        return base + ["checkpoint=${run_dir}/last.pt", f"vis={args.vis}"]
-    extra = ["prior_only=true"] if run == "prior" else []
-    return base + ["checkpoint_format=none", f"results_file=${{run_dir}}/results_{run}.json",
-                   *extra]
-
-
-def fresh_run(cfg) -> Path:
-    """The run folder of ``cfg``, emptied (train.py would resume it)."""
-    run_dir = Path(cfg.run_dir)
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    return run_dir
+    shared = load_fssam_demo()
+    return [*hmnet_overrides(args, base_learner), *shared.episode_overrides(args),
+            "trainer.progress=false", *shared.run_overrides(args, run)]
 
 
 def run_demo(args: argparse.Namespace) -> dict[str, Any]:
     """Data, both stages, three tests; returns the summaries, run folders and seconds."""
-    from fssam.engine.tester import compose_config, run_test
+    from fssam.engine.tester import compose_config
 
     shared = load_fssam_demo()
     start = time.perf_counter()
     shared.ensure_dataset(Path(args.root))
     train = shared.load_train_script().train
     base_cfg = compose_config("train", base_overrides(args))
-    base_dir = fresh_run(base_cfg)
+    base_dir = shared.fresh_run(base_cfg)
     base = train(base_cfg)
     base_seconds = time.perf_counter() - start
     base_learner = base_dir / "last.pt"
     meta_cfg = compose_config("train", meta_overrides(args, base_learner))
-    run_dir = fresh_run(meta_cfg)
+    run_dir = shared.fresh_run(meta_cfg)
     iterations = train(meta_cfg)["iteration"]
     trained_seconds = time.perf_counter() - start
-    scores = {}
-    for run in ("trained", "untrained", "prior"):
-        cfg = compose_config("test", test_overrides(args, base_learner, run))
-        summary = run_test(cfg)["summary"]
-        scores[run] = {"miou": summary["miou"]["mean"], "fbiou": summary["fbiou"]["mean"]}
+    scores = shared.score_runs(lambda run: test_overrides(args, base_learner, run))
     return {"scores": scores, "base_miou": base["best_miou"], "base_run_dir": str(base_dir),
             "base_iterations": base["iteration"], "run_dir": str(run_dir),
             "iterations": iterations, "base_seconds": round(base_seconds, 1),

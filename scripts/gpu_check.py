@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from fssam.engine.gpu_check_run import (CHECKS, PRESETS, GpuCheckSettings, best_batches,
-                                        format_table, json_safe, run_gpu_check)
+                                        format_table, run_gpu_check)
+from fssam.engine.tester import json_safe
 
 CPU_DEFAULTS = {"preset": "cpu", "train_steps": 2, "test_batches": [1, 2], "warmup": 0,
                 "repeats": 1, "launch_iterations": 2, "launch_episodes": 4}

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import math
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -28,14 +27,15 @@ from torch.utils.data import Dataset
 from fssam.data import collate_episodes
 from fssam.engine.evaluate import evaluate_batch
 from fssam.engine.evaluator import SegmentationEvaluator
+from fssam.engine.lru import GB
 from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import NonFiniteLossError, Trainer, TrainSettings
+from fssam.utils.benchmarking import peak_memory_bytes, reset_peak_memory, time_calls
 from fssam.utils.dist import DistInfo
 
 AGREEMENT_TARGET = 0.99
 MEMORY_TARGET_GB = 16.0
-GB = 1024 ** 3
 # the method's recipe: model -> its optimisers (``model.optim`` of the configs)
 OptimizerFactory = Callable[[nn.Module], Sequence[ScheduledOptimizer]]
 
@@ -68,23 +68,10 @@ def episode_batch(*, batch: int, shots: int, size: int, seed: int = 0) -> dict[s
     return collate_episodes([data[i] for i in range(batch)])
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-
-
 def peak_gb(device: torch.device) -> float | None:
-    """Peak allocated CUDA memory since ``reset_peak`` in GiB (None on CPU)."""
-    if device.type != "cuda":
-        return None
-    synchronize(device)
-    return torch.cuda.max_memory_allocated(device) / GB
+    """Peak allocated CUDA memory since ``reset_peak_memory`` in GiB (None on CPU)."""
+    peak = peak_memory_bytes(device)
+    return None if peak is None else peak / GB
 
 
 @contextlib.contextmanager
@@ -176,7 +163,7 @@ def check_training(model: nn.Module, optimizers: OptimizerFactory, device: torch
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = make_trainer(model, optimizers, device, batch=batch, shots=shots, size=size,
                                amp=amp, run_dir=run_dir, steps=steps)
-        reset_peak(device)
+        reset_peak_memory(device)
         try:
             losses, error = _steps(trainer, steps), None
         except NonFiniteLossError as err:
@@ -193,15 +180,8 @@ def check_training(model: nn.Module, optimizers: OptimizerFactory, device: torch
 
 
 def _timed(fn: Any, device: torch.device, warmup: int, repeats: int) -> float:
-    """Seconds per call (mean of ``repeats`` after ``warmup``)."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    """Seconds per call (mean of ``repeats`` back-to-back calls after ``warmup``)."""
+    return time_calls(fn, device, warmup, repeats, back_to_back=True)[0]
 
 
 def test_throughput(model: nn.Module, device: torch.device, *, shots: int, size: int,
@@ -214,7 +194,7 @@ def test_throughput(model: nn.Module, device: torch.device, *, shots: int, size:
     amp_dtype = torch.bfloat16 if amp else None
     for batch in batches:
         episodes = episode_batch(batch=batch, shots=shots, size=size)
-        reset_peak(device)
+        reset_peak_memory(device)
         try:
             seconds = _timed(lambda: evaluate_batch(model, episodes, evaluator, device=device,
                                                     amp_dtype=amp_dtype), device, warmup, repeats)
@@ -237,7 +217,7 @@ def train_throughput(model: nn.Module, optimizers: OptimizerFactory, device: tor
                                amp=amp, run_dir=run_dir, steps=warmup + repeats)
         batches = iter(trainer.train_loader)
         loaded = [next(batches) for _ in range(warmup + repeats)]
-        reset_peak(device)
+        reset_peak_memory(device)
         try:
             for b in loaded[:warmup]:
                 trainer.train_step(b)

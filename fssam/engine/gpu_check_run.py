@@ -7,7 +7,6 @@ at the ``cpu`` preset (the real networks at half resolution) unless another is c
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -109,25 +108,14 @@ def run_gpu_check(s: GpuCheckSettings) -> dict[str, Any]:
             model_overrides=PRESETS[preset][0], cuda=cuda, workdir=Path(s.workdir),
             iterations=s.launch_iterations, episodes=s.launch_episodes, batch=s.train_batch)
         results["e"]["preset"] = preset
-    passed = {k: _passed(k, results[k]) for k in REQUIRED if k in results}
+    passed = {k: _passed(results[k]) for k in REQUIRED if k in results}
     return {"device": describe_device(device), "cuda": cuda, "torch": torch.__version__,
             "preset": s.preset, "sizes": PRESETS[s.preset][1], "settings": asdict(s),
             "results": results, "passed": passed, "seconds": round(time.perf_counter() - start, 1),
             "ok": all(passed.values())}
 
 
-def json_safe(value: Any) -> Any:
-    """Non-finite floats become None (strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
-def _passed(check: str, result: Any) -> bool:
+def _passed(result: Any) -> bool:
     rows = result if isinstance(result, list) else [result]
     return all(r["passed"] for r in rows)
 

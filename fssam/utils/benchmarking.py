@@ -1,14 +1,64 @@
-"""What the FSSAM benchmark scripts share: the model at a chosen size with random weights
-(nothing downloaded), its command-line options and its description."""
+"""What the benchmarks and machine checks share: timing between device synchronisations,
+peak CUDA memory, and the FSSAM model at a chosen size with random weights (nothing
+downloaded), its command-line options and its description."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections.abc import Callable
 
 import torch
 
-from fssam.models.fssam import build_model
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA; nothing to wait for elsewhere)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Synchronise and restart the peak CUDA memory count (nothing on other devices)."""
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int | None:
+    """Peak allocated CUDA memory since ``reset_peak_memory`` in bytes, after synchronising
+    (None on other devices)."""
+    if device.type != "cuda":
+        return None
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device)
+
+
+def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int, *,
+               back_to_back: bool = False, reset_peak: bool = False) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, after ``warmup`` untimed calls and a
+    synchronisation. Each call is timed up to a synchronisation after it; with
+    ``back_to_back`` the calls run one after another between two synchronisations (as in a
+    training loop) and every entry is their mean. ``reset_peak``: restart the peak CUDA
+    memory count after the warm-up, so that ``peak_memory_bytes`` covers the timed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    if reset_peak:
+        reset_peak_memory(device)
+    if back_to_back:
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        synchronize(device)
+        return [(time.perf_counter() - start) / repeats] * repeats
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +84,8 @@ def check_model_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 def random_model(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     """FSSAM of the chosen sizes with random weights (seed 0), in eval mode on ``device``."""
+    from fssam.models.fssam import build_model  # not at import: the engine's checks use the timers
+
     torch.manual_seed(0)
     return build_model(sam2_config=args.sam2_config, sam2_checkpoint=None,
                        image_size=args.image_size, dino_variant=args.dino_variant,

@@ -24,7 +24,8 @@ the reversed block.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -213,17 +214,31 @@ def scan_backward(inp: ScanInputs, starts: Tensor, grad_y: Tensor, grad_last: Te
     return grad_x * dt, grad_x * u + grad_dt, grad_a.t(), grad_b, grad_c
 
 
+def forward_for_backward(ctx: Any, scan: Callable[..., tuple[Tensor, Tensor, Tensor | None]],
+                         u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor
+                         ) -> tuple[Tensor, Tensor]:
+    """An autograd forward by ``scan(u, dt, A, B, C, keep_starts=...)`` (returning y0, the
+    last state and the chunk starts), saving what ``_ChunkedScan.backward`` needs."""
+    keep = any(ctx.needs_input_grad)
+    y, h, starts = scan(u, dt, A, B, C, keep_starts=keep)
+    if keep:
+        ctx.save_for_backward(u, dt, A, B, C, starts)
+    return y, h
+
+
+def _scan_forward(u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                  keep_starts: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``scan_forward`` with the inputs as separate arguments."""
+    return scan_forward(ScanInputs(u=u, dt=dt, A=A, B=B, C=C), keep_starts=keep_starts)
+
+
 class _ChunkedScan(torch.autograd.Function):
     """(u, dt, A, B, C) -> (y0, last state) with the hand-written backward above."""
 
     @staticmethod
     def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor
                 ) -> tuple[Tensor, Tensor]:
-        keep = any(ctx.needs_input_grad)
-        y, h, starts = scan_forward(ScanInputs(u=u, dt=dt, A=A, B=B, C=C), keep_starts=keep)
-        if keep:
-            ctx.save_for_backward(u, dt, A, B, C, starts)
-        return y, h
+        return forward_for_backward(ctx, _scan_forward, u, dt, A, B, C)
 
     @staticmethod
     @once_differentiable

@@ -22,7 +22,7 @@ import triton.language as tl
 from torch import Tensor
 
 from fssam.models.hmnet.scan.common import run_scan
-from fssam.models.hmnet.scan.torch_scan import _ChunkedScan, plan
+from fssam.models.hmnet.scan.torch_scan import _ChunkedScan, forward_for_backward, plan
 
 BLOCK_D = 4
 """Channels per program."""
@@ -100,11 +100,7 @@ class _TritonScan(_ChunkedScan):
     @staticmethod
     def forward(ctx, u: Tensor, dt: Tensor, A: Tensor, B: Tensor, C: Tensor
                 ) -> tuple[Tensor, Tensor]:
-        keep = any(ctx.needs_input_grad)
-        y, h, starts = scan_forward_triton(u, dt, A, B, C, keep_starts=keep)
-        if keep:
-            ctx.save_for_backward(u, dt, A, B, C, starts)
-        return y, h
+        return forward_for_backward(ctx, scan_forward_triton, u, dt, A, B, C)
 
 
 def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
