@@ -23,6 +23,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="range of image height and width in pixels")
     parser.add_argument("--workers", type=int, default=None,
                         help="processes (default: CPUs, at most 8)")
+    parser.add_argument("--small-objects", type=float, default=0.0, metavar="P",
+                        help="probability that an image also holds a small object (fewer than "
+                             "2*32*32 pixels: present, not eligible); default 0")
     return parser.parse_args(argv)
 
 
@@ -30,7 +33,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     make = make_toy_pascal if args.layout == "pascal" else make_toy_coco
-    kwargs = {"seed": args.seed, "size": tuple(args.size), "workers": args.workers}
+    if not 0.0 <= args.small_objects <= 1.0:
+        raise SystemExit(f"--small-objects {args.small_objects}: must be in 0..1")
+    kwargs = {"seed": args.seed, "size": tuple(args.size), "workers": args.workers,
+              "small_object_p": args.small_objects}
     if args.images is not None:
         kwargs["num_images"] = args.images
     start = time.perf_counter()

@@ -1,14 +1,18 @@
 """Episodic few-shot datasets of PASCAL-5i / COCO-20i.
 
-An episode: a query image, a class drawn uniformly among its eligible classes of the
-split (base for training, novel for evaluation), and K distinct support images of that
-class, none the query. Labels are binarised: 1 on the class, 255 kept, 0 elsewhere.
+An episode: a query image, a class drawn uniformly among the split's classes present in
+its label (base for training, novel for evaluation), and K distinct support images in
+which that class is eligible, none the query (``fssam.data.protocol``). Labels are
+binarised: 1 on the class, 255 kept, 0 elsewhere. Box supports are the filled boxes of
+the support label's components, drawn on the label before any transform.
 Training items also give the class's index in the ascending base list
 (``base_class_index``, for methods with a base learner).
-Evaluation episode i is a pure function of (seed, i); training item i of
-(seed, epoch, i), so results do not depend on workers, processes or resumption.
-Evaluation items also name their images (``query_id``, ``support_ids``): the same name
-means the same model input, which lets evaluation reuse what frozen encoders computed.
+Evaluation episodes are a sequence computed up front by the chosen protocol (the
+releases' sequence, or ours, a pure function of (seed, i)); training item i is a pure
+function of (seed, epoch, i), so results do not depend on workers, processes or
+resumption. Evaluation items also name their images (``query_id``, ``support_ids``): the
+same name means the same model input, which lets evaluation reuse what frozen encoders
+computed.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from torch.utils.data import Dataset
 
 from fssam.data import transforms as T
 from fssam.data.folds import split_classes
+from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
+                                 sequence_fingerprint, usable_classes)
 from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
 
 log = logging.getLogger(__name__)
@@ -33,12 +39,14 @@ SUPPORT_ANNOTATIONS = ("mask", "bbox")
 
 
 def boxes_from_mask(mask: np.ndarray) -> np.ndarray:
-    """Filled bounding box (1) of each connected component of mask == 1; 255 kept
-    outside the boxes, 0 elsewhere."""
-    out = np.where(mask == T.IGNORE, T.IGNORE, 0).astype(np.uint8)
+    """The releases' box support: each 8-connected component of ``mask == 1`` becomes a
+    filled box from its first row and column to one pixel past its last (clipped to the
+    image), then every pixel that was 255 is 255 again; 0 elsewhere."""
+    out = np.zeros(mask.shape, dtype=np.uint8)
     _, _, stats, _ = cv2.connectedComponentsWithStats((mask == 1).astype(np.uint8), connectivity=8)
     for x, y, w, h, _ in stats[1:]:
-        out[y:y + h, x:x + w] = 1
+        out[y:y + h + 1, x:x + w + 1] = 1
+    out[mask == T.IGNORE] = T.IGNORE
     return out
 
 
@@ -63,14 +71,20 @@ def image_identity(path: str, transform: str) -> str:
 
 class EpisodicDataset(Dataset):
     """Training (`mode="train"`, one item per query image) or evaluation
-    (`mode="val"`, `num_episodes` items) episodes over `records`."""
+    (`mode="val"`, `num_episodes` items) episodes over `records`.
+
+    Evaluation episodes follow ``protocol`` ("release": the releases' sequence for a loader
+    of ``release_workers`` workers; "seeds": ours), drawn from ``seed``.
+    """
 
     def __init__(self, *, records: Sequence[ImageRecord], class_ids: Sequence[int], shot: int,
                  mode: str, image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
                  support_annotation: str = "mask",
-                 scale_range: tuple[float, float] = (0.9, 1.1)) -> None:
+                 scale_range: tuple[float, float] = (0.9, 1.1), protocol: str = SEEDS,
+                 release_workers: int = 0) -> None:
         _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
-                        image_size=image_size, num_episodes=num_episodes, seed=seed)
+                        image_size=image_size, num_episodes=num_episodes, seed=seed,
+                        protocol=protocol, release_workers=release_workers)
         if not records:
             raise ValueError(f"empty {mode} list: no images to draw episodes from")
         self.records = list(records)
@@ -84,18 +98,27 @@ class EpisodicDataset(Dataset):
         # training: a class's 0-based index in the ascending list of the split's classes
         # (the base list), the label a base learner gives it minus 1
         self.class_rank = {c: i for i, c in enumerate(sorted(self.class_ids))}
+        self.protocol = protocol
         self._check_class_counts()
-        self._order = np.random.default_rng(seed).permutation(len(self.records))
+        self.episodes: list[Episode] = []
+        if mode == "val":
+            self.episodes = episode_sequence(protocol, self.records, shot=shot,
+                                             num_episodes=num_episodes, seed=seed,
+                                             workers=release_workers)
+
+    def fingerprint(self) -> str:
+        """Names the evaluation episodes: protocol, seed and a hash of their images and
+        classes (two datasets with the same fingerprint score the same inputs)."""
+        return f"{self.protocol}:{self.seed}:{sequence_fingerprint(self.records, self.episodes)}"
 
     def _check_class_counts(self) -> None:
         for c in self.class_ids:
-            count = len(self.images_of_class.get(c, []))
-            if count == 0:
+            if not self.images_of_class.get(c):
                 log.warning("class %d has no eligible %s image; no episode will use it", c,
                             self.mode)
-            elif count < self.shot + 1:
-                raise ValueError(f"class {c} has {count} eligible {self.mode} images, fewer "
-                                 f"than shot + 1 = {self.shot + 1}")
+        # training draws its episodes as it goes; evaluation checks them in the sequence
+        self.usable = (usable_classes(self.records, self.images_of_class, self.shot)
+                       if self.mode == "train" else [])
 
     def set_epoch(self, epoch: int) -> None:
         """Training items depend on the epoch; call before each epoch."""
@@ -104,21 +127,20 @@ class EpisodicDataset(Dataset):
     def __len__(self) -> int:
         return self.num_episodes if self.mode == "val" else len(self.records)
 
-    def sample(self, index: int, rng: np.random.Generator) -> tuple[int, int, list[int]]:
-        """(query record, class id, support records) of item `index`."""
+    def sample(self, index: int, rng: np.random.Generator) -> Episode:
+        """The episode of item `index`: the precomputed evaluation episode, or for training
+        the query `index` with class and supports drawn from `rng`."""
         if self.mode == "val":
-            query = int(self._order[index % len(self.records)])
-        else:
-            query = index
-        class_id = int(rng.choice(self.records[query].classes))
-        pool = [j for j in self.images_of_class[class_id] if j != query]
-        supports = rng.choice(len(pool), size=self.shot, replace=False)
-        return query, class_id, [pool[int(k)] for k in supports]
+            return self.episodes[index]
+        return draw_episode(self.records, self.images_of_class, self.usable, self.shot, index,
+                            rng)
 
-    def _load(self, record_index: int, class_id: int) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, record_index: int, class_id: int,
+              boxes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         record = self.records[record_index]
         image, label = read_pair(record.image, record.label)
-        return image, T.binarize(label, class_id)
+        label = T.binarize(label, class_id)
+        return image, boxes_from_mask(label) if boxes else label
 
     def _transform(self, image: np.ndarray, label: np.ndarray,
                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -130,17 +152,16 @@ class EpisodicDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if not 0 <= index < len(self):
             raise IndexError(f"episode {index} out of range 0..{len(self) - 1}")
-        key = [self.seed, index] if self.mode == "val" else [self.seed, self.epoch, index]
-        rng = np.random.default_rng(key)
-        query, class_id, supports = self.sample(index, rng)
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        episode = self.sample(index, rng)
+        query, class_id, supports = episode.query, episode.class_id, episode.supports
         query_image, query_label = self._load(query, class_id)
         image, mask = self._transform(query_image, query_label, rng)
         item = {"query_img": _image_tensor(image), "query_mask": _mask_tensor(mask)}
         support_imgs, support_masks = [], []
+        boxes = self.support_annotation == "bbox"
         for j in supports:
-            image, mask = self._transform(*self._load(j, class_id), rng)
-            if self.support_annotation == "bbox":
-                mask = boxes_from_mask(mask)
+            image, mask = self._transform(*self._load(j, class_id, boxes), rng)
             support_imgs.append(_image_tensor(image))
             support_masks.append(_mask_tensor(mask))
         item["support_imgs"] = torch.stack(support_imgs)
@@ -162,14 +183,18 @@ class EpisodicDataset(Dataset):
 
 
 def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size: int,
-                    num_episodes: int, seed: int) -> None:
+                    num_episodes: int, seed: int, protocol: str = SEEDS,
+                    release_workers: int = 0) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
     if support_annotation not in SUPPORT_ANNOTATIONS:
         raise ValueError(f"unknown support_annotation {support_annotation!r} "
                          f"(expected one of {', '.join(SUPPORT_ANNOTATIONS)})")
     for name, value, low in (("shot", shot, 1), ("image_size", image_size, 1),
-                             ("num_episodes", num_episodes, 1), ("seed", seed, 0)):
+                             ("num_episodes", num_episodes, 1), ("seed", seed, 0),
+                             ("release_workers", release_workers, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
@@ -178,16 +203,21 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                   image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
                   coco_split: str = "interleaved", support_annotation: str = "mask",
                   scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
-                  cache_dir: str | None = None) -> EpisodicDataset:
-    """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"."""
+                  val_list: str | None = None, cache_dir: str | None = None,
+                  protocol: str = SEEDS, release_workers: int = 0) -> EpisodicDataset:
+    """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"
+    (episodes of ``protocol``, see ``fssam.data.protocol``)."""
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
-                    image_size=image_size, num_episodes=num_episodes, seed=seed)
+                    image_size=image_size, num_episodes=num_episodes, seed=seed,
+                    protocol=protocol, release_workers=release_workers)
     class_ids = split_classes(dataset, mode, fold, coco_split)
     records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
-                               coco_split=coco_split, train_list=train_list, cache_dir=cache_dir)
+                               coco_split=coco_split, train_list=train_list, val_list=val_list,
+                               cache_dir=cache_dir)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
-                           support_annotation=support_annotation, scale_range=scale_range)
+                           support_annotation=support_annotation, scale_range=scale_range,
+                           protocol=protocol, release_workers=release_workers)
 
 
 def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:

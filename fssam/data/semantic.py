@@ -87,11 +87,14 @@ class BaseClassDataset(Dataset):
 def build_base_dataset(*, dataset: str, root: str, fold: int, mode: str, image_size: int = 417,
                        seed: int = 0, coco_split: str = "interleaved",
                        scale_range: tuple[float, float] = (0.5, 2.0),
-                       train_list: str | None = None) -> BaseClassDataset:
+                       train_list: str | None = None,
+                       val_list: str | None = None) -> BaseClassDataset:
     """The base-class dataset of one fold: every image of the training list
-    (``train_list``, see ``fssam.data.train_lists``) or of the validation list."""
+    (``train_list``, see ``fssam.data.train_lists``) or of the validation list
+    (``val_list``)."""
     base = base_classes(dataset, fold, coco_split)
-    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
+    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list,
+                          val_list=val_list)
     return BaseClassDataset(pairs=pairs, base_ids=base, max_class=num_classes(dataset),
                             mode=mode, image_size=image_size, seed=seed,
                             scale_range=scale_range)

@@ -9,7 +9,14 @@ file (``fssam.data.train_lists``). Labels: pixel = class index, 0 background, 25
 
 A class is eligible in an image when it covers at least ``MIN_PIXELS`` pixels. Training
 keeps images whose classes are all base classes and that have an eligible base class;
-evaluation keeps images with an eligible novel class.
+evaluation keeps images with an eligible novel class. Eligibility decides only which images
+enter a list and which images of a class may be supports; a record also names every class
+of the split present in its label, whatever its size (an episode's class is drawn among
+those, as the releases do).
+
+Evaluation images: val.txt (PASCAL) or every ``annotations/val2014`` label in name order
+(COCO), or the pairs of a list file in the file's order (``dataset.val_list``): the order
+of the list decides the releases' evaluation episodes.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from tqdm import tqdm
 
 from fssam.data.folds import base_classes, novel_classes, num_classes
 from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
-                                    resolve_train_list)
+                                    resolve_train_list, resolve_val_list)
 from fssam.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -39,7 +46,7 @@ log = logging.getLogger(__name__)
 MIN_PIXELS = 2 * 32 * 32
 IGNORE = 255
 MODES = ("train", "val")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 class EmptyListError(ValueError):
@@ -48,11 +55,18 @@ class EmptyListError(ValueError):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One listed image: absolute image and label paths, eligible classes of the split."""
+    """One listed image: absolute image and label paths, the eligible classes of the split
+    (``classes``) and every class of the split present in the label, eligible or not
+    (``present``, ascending; ``classes`` when not given)."""
 
     image: str
     label: str
     classes: tuple[int, ...]
+    present: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.present:
+            object.__setattr__(self, "present", tuple(self.classes))
 
 
 def read_image(path: str) -> np.ndarray:
@@ -127,15 +141,15 @@ def _pairs_from_list(list_file: str, bases: Sequence[str],
     return pairs
 
 
-def _pascal_pairs(root: str, mode: str, train_list: TrainList) -> list[tuple[str, str]]:
+def _pascal_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, str]]:
     voc = os.path.join(root, "VOC2012")
     label_dir = _resolve((root, voc), "SegmentationClassAug")
 
     def id_pair(i: str) -> tuple[str, str]:
         return os.path.join(voc, "JPEGImages", f"{i}.jpg"), os.path.join(label_dir, f"{i}.png")
 
-    if mode == "train" and train_list.choice != ALL:
-        return _pairs_from_list(train_list.path, (root, voc), id_pair)
+    if chosen.choice != ALL:
+        return _pairs_from_list(chosen.path, (root, voc), id_pair)
     if not os.path.isdir(label_dir):
         raise FileNotFoundError(f"label folder not found: {label_dir} (nor under {voc})")
     val_ids = read_lines(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"))
@@ -148,15 +162,15 @@ def _pascal_pairs(root: str, mode: str, train_list: TrainList) -> list[tuple[str
     return [id_pair(i) for i in ids]
 
 
-def _coco_pairs(root: str, mode: str, train_list: TrainList) -> list[tuple[str, str]]:
+def _coco_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, str]]:
     split = "train2014" if mode == "train" else "val2014"
     label_dir = os.path.join(root, "annotations", split)
 
     def id_pair(stem: str) -> tuple[str, str]:
         return os.path.join(root, split, f"{stem}.jpg"), os.path.join(label_dir, f"{stem}.png")
 
-    if mode == "train" and train_list.choice != ALL:
-        return _pairs_from_list(train_list.path, (root,), id_pair)
+    if chosen.choice != ALL:
+        return _pairs_from_list(chosen.path, (root,), id_pair)
     if not os.path.isdir(label_dir):
         raise FileNotFoundError(f"label folder not found: {label_dir}")
     stems = sorted(name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
@@ -167,31 +181,36 @@ _PAIR_BUILDERS = {"pascal": _pascal_pairs, "coco": _coco_pairs}
 
 
 def list_pairs(*, dataset: str, root: str, mode: str,
-               train_list: str | TrainList | None = None) -> list[tuple[str, str]]:
+               train_list: str | TrainList | None = None,
+               val_list: str | TrainList | None = None) -> list[tuple[str, str]]:
     """(image, label) paths a ``mode`` list is built from, before any label is read.
 
     ``train_list`` (training only): "authors", "all", a list file, or None for the
-    dataset's default (``fssam.data.train_lists``).
+    dataset's default (``fssam.data.train_lists``). ``val_list`` (evaluation only):
+    "standard" or None (val.txt / every val2014 label) or a list file.
     """
-    return _PAIR_BUILDERS[dataset](root, mode, _train_list_of(dataset, mode, train_list))
+    return _PAIR_BUILDERS[dataset](root, mode, _list_of(dataset, mode, train_list, val_list))
 
 
 def checked_pairs(*, dataset: str, root: str, mode: str,
-                  train_list: str | TrainList | None = None) -> list[tuple[str, str]]:
+                  train_list: str | TrainList | None = None,
+                  val_list: str | TrainList | None = None) -> list[tuple[str, str]]:
     """``list_pairs`` after ``check_images``: a FileNotFoundError when an image is missing."""
-    train_list = _train_list_of(dataset, mode, train_list)
-    pairs = _PAIR_BUILDERS[dataset](root, mode, train_list)
-    check_images(pairs, train_list)
+    chosen = _list_of(dataset, mode, train_list, val_list)
+    pairs = _PAIR_BUILDERS[dataset](root, mode, chosen)
+    check_images(pairs, chosen)
     return pairs
 
 
-def _train_list_of(dataset: str, mode: str, train_list: str | TrainList | None) -> TrainList:
-    """The resolved training list (validation ignores it: val.txt / val2014)."""
+def _list_of(dataset: str, mode: str, train_list: str | TrainList | None,
+             val_list: str | TrainList | None) -> TrainList:
+    """The resolved list of ``mode``: ``train_list`` for training, ``val_list`` for
+    evaluation."""
     _check_mode(mode)
-    if mode != "train":
-        return TrainList(ALL)
-    return train_list if isinstance(train_list, TrainList) else \
-        resolve_train_list(dataset, train_list)
+    chosen = train_list if mode == "train" else val_list
+    if isinstance(chosen, TrainList):
+        return chosen
+    return resolve_train_list(dataset, chosen) if mode == "train" else resolve_val_list(chosen)
 
 
 def _class_pixels(label_path: str, max_class: int) -> dict[int, int]:
@@ -204,11 +223,14 @@ def _class_pixels(label_path: str, max_class: int) -> dict[int, int]:
     return {c: int(counts[c]) for c in present}
 
 
-def _split_classes(counts: dict[int, int], split: set[int], allowed: set[int] | None) -> tuple:
-    """Eligible classes of `split`; none when a class outside `allowed` is present."""
+def _split_classes(counts: dict[int, int], split: set[int], allowed: set[int] | None
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(eligible, present) classes of `split`; none when a class outside `allowed` is
+    present."""
     if allowed is not None and not set(counts) <= allowed:
-        return ()
-    return tuple(sorted(c for c, n in counts.items() if c in split and n >= MIN_PIXELS))
+        return (), ()
+    present = tuple(sorted(c for c in counts if c in split))
+    return tuple(c for c in present if counts[c] >= MIN_PIXELS), present
 
 
 def _check_mode(mode: str) -> None:
@@ -217,15 +239,12 @@ def _check_mode(mode: str) -> None:
 
 
 def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_split: str,
-               train_list: TrainList) -> dict:
-    training = mode == "train"
-    chosen = None
-    if training:
-        chosen = train_list.path if train_list.choice == FILE else train_list.choice
+               chosen: TrainList) -> dict:
+    name = chosen.path if chosen.choice == FILE else chosen.choice
     return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
             "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
             "coco_split": coco_split if dataset == "coco" else None,
-            "train_list": chosen, "list_sha256": train_list.sha256 if training else None}
+            "list": name, "list_sha256": chosen.sha256}
 
 
 def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
@@ -263,9 +282,10 @@ def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
 
 
 def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
-                   train_list: TrainList, workers: int,
+                   chosen: TrainList, workers: int,
                    label_counts: dict[str, dict[int, int]] | None) -> list[ImageRecord]:
-    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
+    pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=chosen,
+                          val_list=chosen)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
     novel = set(novel_classes(dataset, fold, coco_split))
@@ -275,14 +295,16 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc, label_counts)
     records = []
     for (image, label), pixels in zip(pairs, counts):
-        classes = _split_classes(pixels, split, allowed)
+        classes, present = _split_classes(pixels, split, allowed)
         if classes:
-            records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label), classes))
+            records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label), classes,
+                                       present))
     return records
 
 
 def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                      coco_split: str = "interleaved", train_list: str | None = None,
+                     val_list: str | None = None,
                      cache_dir: str | Path | None = None, workers: int = 8,
                      rebuild: bool = False,
                      label_counts: dict[str, dict[int, int]] | None = None
@@ -290,9 +312,10 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     """Eligible images of one fold and mode, read from the cache or built and cached.
 
     ``train_list`` (training only): "authors", "all", a list file, or None for the
-    dataset's default (``fssam.data.train_lists``). The cache file is keyed by the
-    dataset, root, fold, mode, COCO split and (training only) the list choice and the
-    list file's content, so changing any of them rebuilds the list. ``rebuild`` reads the
+    dataset's default (``fssam.data.train_lists``); ``val_list`` (evaluation only):
+    "standard" / None or a list file. The cache file is keyed by the dataset, root, fold,
+    mode, COCO split and the list choice and the list file's content, so changing any of
+    them rebuilds the list. ``rebuild`` reads the
     labels again even when the list is cached (and refreshes the cache). ``label_counts``
     (label path -> class pixel counts), shared by the builds of several folds, lets each
     label be read once: the counts do not depend on the fold.
@@ -300,20 +323,22 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root not found: {root}")
-    train_list = _train_list_of(dataset, mode, train_list)
-    key = _cache_key(dataset, root, fold, mode, coco_split, train_list)
+    chosen = _list_of(dataset, mode, train_list, val_list)
+    key = _cache_key(dataset, root, fold, mode, coco_split, chosen)
     path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
     if path.is_file() and not rebuild:
         cached = json.loads(path.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             log.info("image list from cache %s", path)
-            return [ImageRecord(img, lbl, tuple(c)) for img, lbl, c in cached["records"]]
-    records = _build_records(dataset, root, fold, mode, coco_split, train_list, workers,
+            return [ImageRecord(img, lbl, tuple(c), tuple(p))
+                    for img, lbl, c, p in cached["records"]]
+    records = _build_records(dataset, root, fold, mode, coco_split, chosen, workers,
                              label_counts)
     if not records:
         raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_split={coco_split}) under {root}")
-    payload = {"key": key, "records": [[r.image, r.label, list(r.classes)] for r in records]}
+    payload = {"key": key, "records": [[r.image, r.label, list(r.classes), list(r.present)]
+                                       for r in records]}
     atomic_write_text(path, json.dumps(payload))
     log.info("built %d %s images for %s fold %d, cached in %s", len(records), mode, dataset,
              fold, path)

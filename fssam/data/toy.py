@@ -93,7 +93,8 @@ def _render_job(job: dict[str, Any]) -> dict[int, int]:
     lo, hi = job["size"]
     size = (int(rng.integers(lo, hi + 1)), int(rng.integers(lo, hi + 1)))
     table = class_table(job["num_classes"])
-    img, label = render_scene(rng, size, job["classes"], table, MIN_OBJECT_PIXELS)
+    img, label = render_scene(rng, size, job["classes"], table, MIN_OBJECT_PIXELS,
+                              small=job.get("small"))
     if not cv2.imwrite(job["image"], img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92]):
         raise OSError(f"cannot write {job['image']}")
     if not cv2.imwrite(job["label"], label):
@@ -132,7 +133,8 @@ def _clear_previous(root: Path, folders: set[Path]) -> None:
 
 def _generate(root: Path, layout: str, splits: dict[str, list[tuple[str, str, str]]],
               num_classes: int, group_of: Callable[[int], int], seed: int,
-              size: tuple[int, int], same_fold_p: float, workers: int | None) -> dict[str, Any]:
+              size: tuple[int, int], same_fold_p: float, workers: int | None,
+              small_object_p: float = 0.0) -> dict[str, Any]:
     """Render every (name, image path, label path) of every split and write the meta file."""
     folders = {Path(path).parent for entries in splits.values() for _, *paths in entries
                for path in paths}
@@ -142,10 +144,14 @@ def _generate(root: Path, layout: str, splits: dict[str, list[tuple[str, str, st
         deal_rng = np.random.default_rng([seed, split_index, 0])
         p = same_fold_p if split_index == 0 else 0.0
         dealt = _deal_classes(deal_rng, len(entries), num_classes, group_of, p)
+        small_rng = np.random.default_rng([seed, split_index, 2])
         for i, ((name, image, label), classes) in enumerate(zip(entries, dealt)):
+            small = None
+            if small_object_p and small_rng.random() < small_object_p:
+                small = int(small_rng.integers(1, num_classes + 1))
             jobs.append({"split": split, "name": name, "image": image, "label": label,
                          "classes": classes, "seed": [seed, split_index, 1, i],
-                         "num_classes": num_classes, "size": size})
+                         "num_classes": num_classes, "size": size, "small": small})
     root.mkdir(parents=True, exist_ok=True)
     (root / META_FILE).write_text(json.dumps({"layout": layout, "complete": False}))
     for folder in folders:
@@ -175,10 +181,13 @@ def _split_sizes(num_images: int, val_fraction: float) -> tuple[int, int]:
 
 def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 0, *,
                     size: tuple[int, int] = (160, 256), val_fraction: float = 0.35,
-                    same_fold_p: float = 0.75, workers: int | None = None) -> dict[str, Any]:
+                    same_fold_p: float = 0.75, workers: int | None = None,
+                    small_object_p: float = 0.0) -> dict[str, Any]:
     """Write a 20-class dataset in the PASCAL VOC2012 + SegmentationClassAug layout.
 
-    ``size`` bounds the height and width (each drawn independently). Returns the meta dict.
+    ``size`` bounds the height and width (each drawn independently). With probability
+    ``small_object_p`` an image also gets a small object (fewer than 2·32·32 pixels) of a
+    random class: present in the label, not eligible. Returns the meta dict.
     """
     root = Path(root)
     voc = root / "VOC2012"
@@ -191,7 +200,8 @@ def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 
              str(voc / "SegmentationClassAug" / f"{n}.png"))
             for n in names
         ]
-    meta = _generate(root, "pascal", splits, 20, _pascal_group, seed, size, same_fold_p, workers)
+    meta = _generate(root, "pascal", splits, 20, _pascal_group, seed, size, same_fold_p, workers,
+                     small_object_p)
     lists = voc / "ImageSets" / "Segmentation"
     lists.mkdir(parents=True, exist_ok=True)
     for split, entries in splits.items():
@@ -201,8 +211,10 @@ def make_toy_pascal(root: str | os.PathLike, num_images: int = 400, seed: int = 
 
 def make_toy_coco(root: str | os.PathLike, num_images: int = 1200, seed: int = 0, *,
                   size: tuple[int, int] = (160, 256), val_fraction: float = 0.35,
-                  same_fold_p: float = 0.75, workers: int | None = None) -> dict[str, Any]:
-    """Write an 80-class dataset in the COCO2014 layout with class-index PNG labels."""
+                  same_fold_p: float = 0.75, workers: int | None = None,
+                  small_object_p: float = 0.0) -> dict[str, Any]:
+    """Write an 80-class dataset in the COCO2014 layout with class-index PNG labels
+    (``small_object_p`` as in ``make_toy_pascal``)."""
     root = Path(root)
     n_train, n_val = _split_sizes(num_images, val_fraction)
     splits: dict[str, list[tuple[str, str, str]]] = {}
@@ -212,7 +224,8 @@ def make_toy_coco(root: str | os.PathLike, num_images: int = 1200, seed: int = 0
             (s, str(root / split / f"{s}.jpg"), str(root / "annotations" / split / f"{s}.png"))
             for s in stems
         ]
-    return _generate(root, "coco", splits, 80, _coco_group, seed, size, same_fold_p, workers)
+    return _generate(root, "coco", splits, 80, _coco_group, seed, size, same_fold_p, workers,
+                     small_object_p)
 
 
 def eligible_counts(meta: dict[str, Any],

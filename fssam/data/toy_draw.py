@@ -207,13 +207,34 @@ def _paint(rng: np.random.Generator, img: np.ndarray, look: ToyClass, pose: dict
     img[box][inside] = shade[inside, None] * colour
 
 
+def _small_object(rng: np.random.Generator, label: np.ndarray, shape: str,
+                  max_pixels: int, tries: int) -> tuple[dict, np.ndarray] | None:
+    """Pose and mask of a shape of 120..max_pixels pixels lying on background only."""
+    h, w = label.shape
+    free = label == 0
+    for _ in range(tries):
+        radius = np.sqrt(rng.uniform(120, max_pixels) / area_factor(shape))
+        margin = radius + 2
+        if min(h, w) <= 2 * margin:
+            return None
+        pose = {"centre": (rng.uniform(margin, w - margin), rng.uniform(margin, h - margin)),
+                "radius": radius, "angle": rng.uniform(-20, 20), "aspect": 1.0}
+        mask = shape_mask(shape, (h, w), **pose)
+        if 0 < mask.sum() < max_pixels and free[cv2.dilate(mask.astype(np.uint8),
+                                                           np.ones((5, 5), np.uint8)) > 0].all():
+            return pose, mask
+    return None
+
+
 def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: list[int],
-                 table: list[ToyClass], min_pixels: int,
-                 tries: int = 40) -> tuple[np.ndarray, np.ndarray]:
+                 table: list[ToyClass], min_pixels: int, tries: int = 40,
+                 small: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """RGB uint8 [H,W,3] image and uint8 label (0 bg, class ids, 255 band) of ``classes``.
 
     Objects that cannot be placed in ``tries`` attempts, keeping every object at
-    ``min_pixels`` visible labelled pixels, are left out.
+    ``min_pixels`` visible labelled pixels, are left out. ``small``: the class of one more
+    object, of fewer than ``min_pixels`` pixels (present, not eligible), drawn on the
+    background where it fits (left out where it does not).
     """
     shapes = [table[c - 1].shape for c in classes]
     instances, kept = _layout(rng, size, shapes, min_pixels, tries)
@@ -223,6 +244,12 @@ def render_scene(rng: np.random.Generator, size: tuple[int, int], classes: list[
     lut = np.array([0] + [classes[index] for index, _, _ in kept], np.uint8)
     label = lut[instances]
     label[border_band(instances)] = IGNORE
+    placed = None if small is None else _small_object(
+        rng, label, table[small - 1].shape, min_pixels, tries)
+    if placed is not None:
+        pose, mask = placed
+        _paint(rng, img, table[small - 1], pose, mask)
+        label[mask] = small
     img = cv2.GaussianBlur(img, (3, 3), 0.6)
     img += rng.integers(-9, 10, img.shape, dtype=np.int8)  # sensor noise, std ~5
     return np.clip(img, 0, 255).astype(np.uint8), label

@@ -12,6 +12,12 @@
   in the dataset's layout) or an ``image label`` pair of paths relative to the root.
 
 ``None`` means the dataset's default (``DEFAULT_TRAIN_LIST``).
+
+The evaluation list (``dataset.val_list``) is ``"standard"`` (VOC2012 ``val.txt``; every
+``annotations/val2014`` label in name order for COCO) or a list file of the same format,
+whose order is kept: the releases walk their evaluation list in its order, so the order
+decides their episodes (the authors' COCO list, ``lists/coco/val.txt`` of their
+repository, is not in name order).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ AUTHORS = "authors"
 ALL = "all"
 FILE = "file"
 CHOICES = (AUTHORS, ALL)
+STANDARD = "standard"
 DEFAULT_TRAIN_LIST = {"pascal": AUTHORS, "coco": ALL}
 # dataset -> (shipped file, SHA-256 of its bytes)
 AUTHORS_LISTS = {
@@ -104,6 +111,18 @@ def resolve_train_list(dataset: str, train_list: str | os.PathLike | None) -> Tr
     if not os.path.isfile(path):
         raise FileNotFoundError(f"list file not found: {choice} (train_list takes "
                                 f"{AUTHORS!r}, {ALL!r} or the path of a list file)")
+    return TrainList(FILE, path, lines_sha256(path))
+
+
+def resolve_val_list(val_list: str | os.PathLike | None) -> TrainList:
+    """The evaluation list behind ``val_list``: "standard" (or None) or a list file."""
+    if val_list is None or str(val_list) == STANDARD:
+        return TrainList(ALL)
+    choice = str(val_list)
+    path = os.path.abspath(choice)
+    if not choice.strip() or not os.path.isfile(path):
+        raise FileNotFoundError(f"list file not found: {choice!r} (val_list takes "
+                                f"{STANDARD!r} or the path of a list file)")
     return TrainList(FILE, path, lines_sha256(path))
 
 

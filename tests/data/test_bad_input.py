@@ -69,10 +69,10 @@ def test_size_mismatch(fresh_pascal: Path, tmp_path: Path) -> None:
 
 
 def test_class_with_too_few_images(pascal_root: Path, tmp_path: Path) -> None:
-    # fold 0 val: class 1 has 4 eligible images, class 2 has 3
+    # fold 0 val: class 1 has 4 eligible images, class 2 has 3; 2007_000006 holds class 2 only
     make(pascal_root, tmp_path, shot=2)
-    with pytest.raises(ValueError, match=r"class 2 has 3 eligible val images, fewer than "
-                                         r"shot \+ 1 = 4"):
+    with pytest.raises(ValueError, match=r"no episode for .*2007_000006.png: .* too few other "
+                                         r"images .* shot=3 .*\{2: 2\}"):
         make(pascal_root, tmp_path, shot=3)
 
 

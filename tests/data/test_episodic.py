@@ -12,6 +12,7 @@ from fssam.data import build_dataset, collate_episodes
 from fssam.data.episodic import EpisodicDataset, boxes_from_mask
 from fssam.data.folds import base_classes, novel_classes
 from fssam.data.sources import read_label
+from fssam.data.transforms import binarize, eval_transform
 
 SIZE = 32
 
@@ -24,12 +25,12 @@ def make(root: Path, cache: Path, **kwargs) -> EpisodicDataset:
 
 def check_episode_rules(dataset: EpisodicDataset, split: list[int], count: int) -> None:
     for index in range(count):
-        rng = np.random.default_rng([dataset.seed, index] if dataset.mode == "val"
-                                    else [dataset.seed, dataset.epoch, index])
-        query, class_id, supports = dataset.sample(index, rng)
+        rng = np.random.default_rng([dataset.seed, dataset.epoch, index])
+        episode = dataset.sample(index, rng)
+        query, class_id, supports = episode.query, episode.class_id, episode.supports
         assert query not in supports
         assert len(set(supports)) == len(supports) == dataset.shot
-        assert class_id in split and class_id in dataset.records[query].classes
+        assert class_id in split and class_id in dataset.records[query].present
         assert all(class_id in dataset.records[j].classes for j in supports)
 
 
@@ -73,25 +74,30 @@ def test_val_query_label_is_binarised_original(pascal_root: Path, tmp_path: Path
     dataset = make(pascal_root, tmp_path)
     for index in range(len(dataset)):
         item = dataset[index]
-        query, class_id, _ = dataset.sample(index, np.random.default_rng([dataset.seed, index]))
+        episode = dataset.episodes[index]
+        query, class_id = episode.query, episode.class_id
         assert class_id == item["class_id"].item()
         raw = torch.from_numpy(read_label(dataset.records[query].label).astype(np.int64))
         expected = torch.where(raw == class_id, 1, torch.where(raw == 255, 255, 0))
         assert torch.equal(item["query_label"], expected)
 
 
-def test_boxes_from_mask() -> None:
+def test_boxes_from_mask_follows_the_release() -> None:
     mask = np.zeros((10, 12), np.uint8)
     mask[1:3, 1:4] = 1
     mask[2, 2] = 0
     mask[6, 8] = 1
     mask[7, 9] = 1  # diagonal neighbour: same component
+    mask[8, 11] = 1  # at the right edge: the box is clipped
     mask[9, :] = 255
+    mask[2, 4] = 255  # inside the first box: stays 255
     boxes = boxes_from_mask(mask)
     expected = np.zeros((10, 12), np.uint8)
-    expected[1:3, 1:4] = 1
-    expected[6:8, 8:10] = 1
-    expected[9, :] = 255
+    expected[1:4, 1:5] = 1  # one row and one column past the component (inclusive end)
+    expected[6:9, 8:11] = 1
+    expected[8:10, 11] = 1
+    expected[9, :] = 255  # ignore pixels win over the boxes
+    expected[2, 4] = 255
     np.testing.assert_array_equal(boxes, expected)
 
 
@@ -105,9 +111,15 @@ def test_bbox_support_annotation(fresh_pascal: Path, tmp_path: Path) -> None:
     boxes = make(fresh_pascal, tmp_path, shot=1, support_annotation="bbox")
     differ = 0
     for index in range(len(masks)):
-        mask = masks[index]["support_masks"][0].numpy().astype(np.uint8)
+        episode = boxes.episodes[index]
+        support = boxes.records[episode.supports[0]]
+        # the box is drawn on the original label, then resized with the image
+        label = binarize(read_label(support.label), episode.class_id)
+        _, expected = eval_transform(np.zeros((*label.shape, 3), np.float32),
+                                     boxes_from_mask(label), SIZE)
         box = boxes[index]["support_masks"][0].numpy()
-        np.testing.assert_array_equal(box, boxes_from_mask(mask))
+        np.testing.assert_array_equal(box, expected)
+        mask = masks[index]["support_masks"][0].numpy()
         assert ((box == 1) >= (mask == 1)).all() and (box == 255).any()
         differ += not np.array_equal(box, mask)
     assert differ > 0
