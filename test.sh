@@ -2,9 +2,10 @@
 # Test a trained model on the evaluation episodes (configs/test.yaml) with torchrun.
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh test.sh {pascal|coco} {split} {shot} HMNet {resnet50|vgg} [hydra overrides...]
-# FSSAM: 1000 episodes x 5 seeds. HMNet: the authors' protocol (experiment=<dataset>_hmnet:
-# 1000 PASCAL / 4000 COCO episodes, seed 321, input 473 / 633).
-# GPUs: NGPUS (default 1). Example: NGPUS=4 sh test.sh coco 2 5 FSSAM large 'seeds=[321]'
+# Two rows: the releases' own test episodes (seed 321, their loader's worker count) and ours
+# over 5 seeds (mean +- std); 1000 episodes each (HMNet on COCO: 4000; input 473 / 633 with
+# experiment=<dataset>_hmnet). 'protocols=[release]' keeps the first row only.
+# GPUs: NGPUS (default 1). Example: NGPUS=4 sh test.sh coco 2 5 FSSAM large 'protocols=[release]'
 set -eu
 
 usage() {

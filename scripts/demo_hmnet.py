@@ -58,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size", type=int, default=96, help="crop and test side")
     parser.add_argument("--base-lr", type=float, default=0.05)
-    parser.add_argument("--adamw-lr", type=float, default=1e-3)
+    parser.add_argument("--adamw-lr", type=float, default=1e-3,
+                        help="AdamW's rate at --batch-size (the recipe's base rate is scaled by "
+                             "batch // 2, as in the release)")
     parser.add_argument("--episodes", type=int, default=300, help="test episodes per seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[321, 123])
     parser.add_argument("--vis", type=int, default=8, help="overlays of the first N episodes")
@@ -99,7 +101,7 @@ def hmnet_overrides(args: argparse.Namespace, base_learner: Path) -> list[str]:
 
 def meta_overrides(args: argparse.Namespace, base_learner: Path) -> list[str]:
     """Stage 2: meta-training, no validation."""
-    return [*hmnet_overrides(args, base_learner), f"model.optim.adamw_lr={args.adamw_lr}",
+    return [*hmnet_overrides(args, base_learner), f"model.optim.adamw_lr={args.adamw_lr / max(1, args.batch_size // 2)}",
             *schedule(args, args.epochs), "trainer.val_per_epoch=0"]
 
 
@@ -140,11 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     demo = run_demo(args)
     demo["learned"] = shared.learned(demo)
     Path(demo["run_dir"], "demo.json").write_text(json.dumps(demo, indent=1))
-    n = len(args.seeds) * args.episodes
     print(f"\nHMNet demo: 1-shot fold 0 of the synthetic dataset; base learner "
           f"{demo['base_iterations']} iterations (base-class mIoU {demo['base_miou']:.2f}), "
-          f"HMNet {demo['iterations']} iterations; {n} test episodes ({len(args.seeds)} "
-          f"seeds); {demo['seconds']:.0f} s in all ({demo['base_seconds']:.0f} s to data + "
+          f"HMNet {demo['iterations']} iterations; {args.episodes} test episodes per row (the "
+          f"release protocol's, and each of {len(args.seeds)} seeds); {demo['seconds']:.0f} s "
+          f"in all ({demo['base_seconds']:.0f} s to data + "
           f"base learner, {demo['train_seconds']:.0f} s to data + both stages)")
     print(shared.format_table(demo, "HMNet"))
     print(f"run folders: {demo['base_run_dir']}, {demo['run_dir']} (results.json, vis/, "

@@ -56,6 +56,7 @@ def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
     for name in ("results.json", "results_untrained.json", "results_prior.json"):
         results = json.loads((run_dir / name).read_text())
         assert [row["num_episodes"] for row in results["per_seed"]] == [4]
+        assert results["release"]["num_episodes"] == 4
     assert json.loads((run_dir / "results_prior.json").read_text())["prior_only"]
     assert (run_dir / "last.pt").is_file() and demo["iterations"] == 3
     assert len(list((run_dir / "vis").glob("*.png"))) == 2
@@ -66,9 +67,10 @@ def test_tiny_demo_generates_trains_and_tests(tmp_path: Path) -> None:
 def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_path: Path) -> None:
     demo = load_script(SCRIPT)
     scores = {
-        "trained": {"miou": 30.0, "fbiou": 60.0},
-        "untrained": {"miou": 10.0, "fbiou": 40.0},
-        "prior": {"miou": 35.0, "fbiou": 50.0},
+        "trained": {"release": {"miou": 30.0, "fbiou": 60.0}, "seeds": {"miou": 31.0, "fbiou": 61.0}},
+        "untrained": {"release": {"miou": 10.0, "fbiou": 40.0},
+                      "seeds": {"miou": 11.0, "fbiou": 41.0}},
+        "prior": {"release": {"miou": 25.0, "fbiou": 50.0}, "seeds": {"miou": 35.0, "fbiou": 50.0}},
     }
     fake = {
         "scores": scores,
@@ -80,7 +82,7 @@ def test_exit_status_says_whether_training_beat_both_baselines(monkeypatch, tmp_
     monkeypatch.setattr(demo, "run_demo", lambda args: dict(fake))
     assert demo.main([]) == 1
     assert demo.main(["--allow-no-gain"]) == 0
-    scores["prior"]["miou"] = 25.0
+    scores["prior"]["seeds"]["miou"] = 25.0
     assert demo.main([]) == 0
     assert json.loads((tmp_path / "demo.json").read_text())["learned"] is True
 

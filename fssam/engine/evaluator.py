@@ -5,7 +5,8 @@ Counts are pixel sums accumulated over episodes (int64), never per-episode avera
 - ``IoU_c = Σ_e |P_e ∩ T_e| / Σ_e |P_e ∪ T_e|`` over the episodes ``e`` of class ``c``,
   where ``P`` is the predicted foreground and ``T`` the target foreground, both
   restricted to non-ignore pixels (target != 255). ``mIoU`` is the mean of ``IoU_c`` over
-  the classes that received at least one episode.
+  all the fold's classes; a class that received no episode counts as 0, as in the
+  releases (it is listed under ``missing_classes``).
 - ``FB-IoU`` is the mean of the foreground IoU and the background IoU, each computed
   from intersection/union sums over all episodes of all classes.
 
@@ -116,8 +117,10 @@ class SegmentationEvaluator:
     def compute(self) -> dict[str, Any]:
         """Metrics in percent: ``miou``, ``fbiou``, ``class_iou``, ``missing_classes``.
 
-        Also ``fg_iou``, ``bg_iou`` and ``num_episodes``. Leaves the sums untouched, so it
-        may be called repeatedly. ``miou`` is NaN when no class received an episode.
+        ``class_iou`` holds the classes that received an episode; ``miou`` averages over
+        every class of ``class_ids`` (0 for the missing ones). Also ``fg_iou``, ``bg_iou``
+        and ``num_episodes``. Leaves the sums untouched, so it may be called repeatedly.
+        ``miou`` is NaN when no class received an episode.
         """
         class_sums, fb_sums = self._reduced()
         class_iou: dict[int, float] = {}
@@ -129,10 +132,11 @@ class SegmentationEvaluator:
             else:
                 class_iou[cid] = _iou_percent(inter, union)
         if missing:
-            log.warning("classes without any episode, left out of the mIoU: %s", missing)
+            log.warning("classes without any episode, counted as IoU 0 in the mIoU: %s",
+                        missing)
         bg_inter, bg_union, fg_inter, fg_union = (int(v) for v in fb_sums)
         num_episodes = int(class_sums[2].sum())
-        miou = sum(class_iou.values()) / len(class_iou) if class_iou else math.nan
+        miou = sum(class_iou.values()) / len(self.class_ids) if class_iou else math.nan
         bg_iou = _iou_percent(bg_inter, bg_union) if num_episodes else math.nan
         fg_iou = _iou_percent(fg_inter, fg_union) if num_episodes else math.nan
         return {

@@ -1,7 +1,7 @@
 """On-disk cache of the pseudo-prompt priors of fixed evaluation episodes.
 
-The priors of an evaluation episode depend only on the episode (dataset, fold, shot,
-seed, index, support annotation type), the input size, the DINOv2 weights and the
+The priors of an evaluation episode depend only on the episode (dataset, fold, shot, the
+episode sequence and the index in it, support annotation type), the input size, the DINOv2 weights and the
 precision DINOv2 ran in, never on the trained parts of the model. A cache directory is
 named by a hash of those settings and holds ``settings.json`` plus one ``<index>.pt``
 file per episode with the tensor ``[2, S, S]`` (channel 0 ``prior_fg``, channel 1
@@ -34,17 +34,18 @@ KEY_FIELDS = (
     "dataset",
     "fold",
     "shot",
-    "seed",
+    "episodes",
     "image_size",
     "support_annotation",
     "coco_split",
     "dino_variant",
     "dino_input_size",
     "dino_weights",
+    "fp32_priors",
     "amp",
 )
 # Fields that may be left out; they then take this value.
-DEFAULTS = {"amp": "none"}
+DEFAULTS = {"amp": "none", "fp32_priors": False}
 
 
 def prior_cache_key(settings: Mapping[str, Any]) -> str:
@@ -74,9 +75,10 @@ def model_prior_settings(model: torch.nn.Module, *, setting: str,
     return model.prior_cache_settings()
 
 
-def cache_settings(cfg: Any, *, seed: int, model_settings: Mapping[str, Any],
+def cache_settings(cfg: Any, *, episodes: str, model_settings: Mapping[str, Any],
                    amp_dtype: torch.dtype | None) -> dict[str, Any]:
-    """Cache settings of a composed train/test config's evaluation episodes (one ``seed``);
+    """Cache settings of a composed train/test config's evaluation episodes (``episodes``:
+    the sequence's ``EpisodicDataset.fingerprint()``);
     ``model_settings`` is the model's ``prior_cache_settings()`` (its prior encoder's
     ``dino_variant``, ``dino_input_size`` and ``dino_weights`` fingerprint)."""
     data = cfg.dataset
@@ -84,7 +86,7 @@ def cache_settings(cfg: Any, *, seed: int, model_settings: Mapping[str, Any],
         "dataset": f"{data.name}:{Path(data.root).resolve()}",
         "fold": int(cfg.split),
         "shot": int(cfg.shot),
-        "seed": int(seed),
+        "episodes": str(episodes),
         "image_size": int(cfg.model.image_size),
         "support_annotation": data.support_annotation,
         "coco_split": data.coco_split if data.protocol == "coco" else None,

@@ -1,8 +1,10 @@
-"""Testing a model on the evaluation episodes of several seeds (test.py and the demo).
+"""Testing a model on the evaluation episodes of two protocols (test.py and the demo).
 
-For each seed, ``episodes`` evaluation episodes are scored with ``run_evaluation``;
-``results.json`` holds the metrics of every seed and their mean and standard deviation
-over the seeds (never a best seed). Only rank 0 writes.
+Two rows, both of ``episodes`` episodes scored with ``run_evaluation``: the release
+protocol's (the releases' own test episodes: seed 321 and the release's worker count; the
+number to set beside a paper's table) and ours over several seeds (mean and standard
+deviation over the seeds, never a best seed). ``protocols`` selects the rows; both by
+default. Only rank 0 writes ``results.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
+from fssam.data.protocol import PROTOCOLS, RELEASE, SEEDS
 from fssam.engine.checkpoint import load_trained_weights
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.feature_cache import PassMemo, reuse_from_config
@@ -76,11 +79,22 @@ def validate_test_config(cfg: DictConfig) -> None:
         value = cfg[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{key}={value!r}: must be an integer >= {low}")
+    protocols = list(cfg.protocols) if OmegaConf.is_list(cfg.protocols) else None
+    if not protocols or any(p not in PROTOCOLS for p in protocols) or \
+            len(set(protocols)) != len(protocols):
+        raise ConfigError(f"protocols={cfg.protocols!r}: must be a list of distinct values "
+                          f"among {', '.join(PROTOCOLS)}")
     seeds = list(cfg.seeds) if OmegaConf.is_list(cfg.seeds) else None
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+    if SEEDS in protocols and (not seeds or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
         raise ConfigError(f"seeds={cfg.seeds!r}: must be a non-empty list of integers >= 0")
-    if len(set(seeds)) != len(seeds):
+    if SEEDS in protocols and len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds={seeds}: a seed is repeated")
+    value = cfg.release_seed
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"release_seed={value!r}: must be an integer >= 0")
+    if RELEASE in protocols:
+        release_workers(cfg)
     for key in ("prior_cache", "prior_only"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r}: must be true or false")
@@ -106,55 +120,84 @@ def build_test_model(cfg: DictConfig) -> torch.nn.Module:
     return model
 
 
-def _prior_cache(cfg: DictConfig, model_settings: dict[str, Any] | None, seed: int,
+def _prior_cache(cfg: DictConfig, model_settings: dict[str, Any] | None, episodes: str,
                  amp_dtype: torch.dtype | None) -> PriorCache | None:
     if model_settings is None:
         return None
-    settings = cache_settings(cfg, seed=seed, model_settings=model_settings, amp_dtype=amp_dtype)
+    settings = cache_settings(cfg, episodes=episodes, model_settings=model_settings,
+                              amp_dtype=amp_dtype)
     return PriorCache(cfg.prior_cache_dir, settings)
 
 
-def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> dict[str, Any]:
-    """Metrics of every seed in ``cfg.seeds`` and their mean/std (see ``summarize_seeds``)."""
+def release_workers(cfg: DictConfig) -> int:
+    """The loader workers of the method's release (``model.release.workers``), which decide
+    the release's episode sequence."""
+    workers = OmegaConf.select(cfg, "model.release.workers")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"model.release.workers={workers!r}: must be an integer >= 0 (the "
+                          f"release config's DataLoader workers)")
+    return workers
+
+
+def protocol_passes(cfg: DictConfig) -> list[tuple[str, int]]:
+    """(protocol, seed) of every evaluation pass of a test, in order: the release's sequence
+    (``release_seed``) first, then ours for each of ``seeds``."""
+    passes: list[tuple[str, int]] = []
+    if RELEASE in cfg.protocols:
+        passes.append((RELEASE, int(cfg.release_seed)))
+    if SEEDS in cfg.protocols:
+        passes += [(SEEDS, int(seed)) for seed in cfg.seeds]
+    return passes
+
+
+def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
+                       ) -> dict[str, Any]:
+    """The release protocol's row and the multi-seed row (``protocols``) of ``model``.
+
+    ``release``: the metrics of the releases' test episodes (``release_seed``, the
+    release's worker count), the numbers comparable with the papers. ``per_seed`` and
+    ``summary``: our protocol over ``seeds``, mean and std over the seeds (never a best
+    seed).
+    """
     model.to(info.device)
     predictor = PriorOnly(model) if cfg.prior_only else model
     classes = novel_classes(cfg.dataset.protocol, int(cfg.split), cfg.dataset.coco_split)
-    per_seed: dict[int, dict[str, Any]] = {}
     start = time.perf_counter()
-    # The weights never change here: support memories may be reused across all seeds.
+    # The weights never change here: support memories may be reused across all passes.
     feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
     memo = PassMemo(size_gb=memo_gb) if memo_gb else None
     prior_settings = (model_prior_settings(model, setting="prior_cache=true",
                                            model_name=cfg.model.name)
                       if cfg.prior_cache else None)
-    for number, seed in enumerate(cfg.seeds):
-        dataset = build_dataset(
-            **dataset_kwargs(cfg, mode="val", num_episodes=int(cfg.episodes), seed=int(seed))
-        )
+    amp_dtype = amp_dtype_of(cfg.trainer, info.device)
+    workers = release_workers(cfg)
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for number, (protocol, seed) in enumerate(protocol_passes(cfg)):
+        dataset = build_dataset(**dataset_kwargs(
+            cfg, mode="val", num_episodes=int(cfg.episodes), seed=seed, protocol=protocol,
+            release_workers=workers))
         loader = build_eval_loader(
             dataset, batch_size=int(cfg.batch_size), num_workers=int(cfg.trainer.num_workers)
         )
         vis_dir = Path(cfg.run_dir) / "vis" if number == 0 and cfg.vis > 0 else None
-        amp_dtype = amp_dtype_of(cfg.trainer, info.device)
-        per_seed[int(seed)] = run_evaluation(
+        rows[protocol, seed] = run_evaluation(
             predictor,
             loader,
             class_ids=classes,
             device=info.device,
             amp_dtype=amp_dtype,
-            prior_cache=_prior_cache(cfg, prior_settings, seed, amp_dtype),
+            prior_cache=_prior_cache(cfg, prior_settings, dataset.fingerprint(), amp_dtype),
             feature_cache=feature_cache,
             memo=memo,
             vis_dir=vis_dir,
             num_vis=int(cfg.vis),
             progress=bool(cfg.trainer.progress),
         )
-        log.info(
-            "seed %d: mIoU %.2f FB-IoU %.2f",
-            seed,
-            per_seed[int(seed)]["miou"],
-            per_seed[int(seed)]["fbiou"],
-        )
+        log.info("%s protocol, seed %d: mIoU %.2f FB-IoU %.2f", protocol, seed,
+                 rows[protocol, seed]["miou"], rows[protocol, seed]["fbiou"])
+    per_seed = {seed: row for (protocol, seed), row in rows.items() if protocol == SEEDS}
+    release = next((dict(seed=seed, workers=workers, **row)
+                    for (protocol, seed), row in rows.items() if protocol == RELEASE), None)
     return {
         "dataset": cfg.dataset.name,
         "split": int(cfg.split),
@@ -167,8 +210,10 @@ def evaluate_seeds(cfg: DictConfig, model: torch.nn.Module, info: DistInfo) -> d
         "episodes": int(cfg.episodes),
         "world_size": info.world_size,
         "seconds": round(time.perf_counter() - start, 2),
+        "protocols": list(cfg.protocols),
+        "release": release,
         "per_seed": [{"seed": s, **r} for s, r in per_seed.items()],
-        "summary": summarize_seeds(per_seed),
+        "summary": summarize_seeds(per_seed) if per_seed else None,
     }
 
 
@@ -189,21 +234,26 @@ def write_results(results: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def format_results(results: dict[str, Any]) -> str:
-    """A small table: one row per seed, then mean +- std."""
-    summary = results["summary"]
+    """A small table: the release protocol's row, then one row per seed and mean +- std."""
     lines = [
         f"{results['model']} {results['dataset']} split{results['split']} {results['shot']}-shot "
-        f"{results['variant']}: {len(results['per_seed'])} seed(s) x "
-        f"{results['episodes']} episodes",
-        f"{'seed':>10}  {'mIoU':>14}  {'FB-IoU':>14}",
+        f"{results['variant']}: {results['episodes']} episodes per row",
+        f"{'protocol':<34}  {'mIoU':>14}  {'FB-IoU':>14}",
     ]
+    release = results.get("release")
+    if release:
+        name = f"release (seed {release['seed']}, {release['workers']} workers)"
+        lines.append(f"{name:<34}  {release['miou']:>14.2f}  {release['fbiou']:>14.2f}"
+                     "   <- the papers' protocol")
     for row in results["per_seed"]:
-        lines.append(f"{row['seed']:>10}  {row['miou']:>14.2f}  {row['fbiou']:>14.2f}")
-    miou, fbiou = summary["miou"], summary["fbiou"]
-    lines.append(
-        f"{'mean+-std':>10}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
-        f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}"
-    )
+        lines.append(f"{'seeds: ' + str(row['seed']):<34}  {row['miou']:>14.2f}  "
+                     f"{row['fbiou']:>14.2f}")
+    summary = results.get("summary")
+    if summary:
+        miou, fbiou = summary["miou"], summary["fbiou"]
+        name = f"seeds: mean+-std over {len(results['per_seed'])}"
+        lines.append(f"{name:<34}  {miou['mean']:>7.2f} +-{miou['std']:>5.2f}  "
+                     f"{fbiou['mean']:>7.2f} +-{fbiou['std']:>5.2f}")
     return "\n".join(lines)
 
 
@@ -215,7 +265,7 @@ def run_test(cfg: DictConfig) -> dict[str, Any]:
         setup_logging(info.rank, Path(cfg.run_dir) / "test.log")
         if cfg.trainer.num_threads is not None:
             torch.set_num_threads(int(cfg.trainer.num_threads))
-        results = evaluate_seeds(cfg, build_test_model(cfg), info)
+        results = evaluate_protocols(cfg, build_test_model(cfg), info)
         if info.is_main:
             path = write_results(results, cfg.results_file)
             log.info("results written to %s\n%s", path, format_results(results))

@@ -25,6 +25,7 @@ DEVICES = ("auto", "cuda", "cpu")
 # model.task: what a run trains on and validates with (train.py); episodes when unset
 TASKS = ("episodes", "base_classes")
 CACHE_STORAGES = ("cpu", "device")
+EVAL_PROTOCOLS = ("release", "seeds")
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,12 @@ def check_choice(cfg: DictConfig, key: str, choices: Sequence[str]) -> None:
         fail(key, value, f"must be one of {', '.join(choices)}")
 
 
+def check_bool(cfg: DictConfig, key: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if not isinstance(value, bool):
+        fail(key, value, "must be true or false")
+
+
 def check_number(cfg: DictConfig, key: str, allow_zero: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -67,6 +74,12 @@ def _check_scale_range(value: Any) -> None:
     numbers = [v for v in pair if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if len(pair) != 2 or len(numbers) != 2 or not 0 < numbers[0] <= numbers[1]:
         fail("dataset.scale_range", value, "must be [low, high] with 0 < low <= high")
+
+
+def _check_val_list(data: DictConfig) -> None:
+    value = OmegaConf.select(data, "val_list")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        fail("dataset.val_list", value, "must be standard or a list file")
 
 
 def _check_train_list(data: DictConfig) -> None:
@@ -91,6 +104,7 @@ def validate_config(cfg: DictConfig) -> None:
     _check_scale_range(OmegaConf.select(cfg, "dataset.scale_range"))
     check_int(cfg, "model.image_size", 1)
     _check_train_list(cfg.dataset)
+    _check_val_list(cfg.dataset)
     if model_task(cfg) not in TASKS:
         fail("model.task", model_task(cfg), f"must be one of {', '.join(TASKS)}")
     wanted = OmegaConf.select(cfg, "experiment_dataset")
@@ -115,6 +129,7 @@ def validate_trainer(trainer: DictConfig) -> None:
         check_int(cfg, f"trainer.{key}", 1, optional=True)
     check_choice(cfg, "trainer.amp", AMP_MODES)
     check_choice(cfg, "trainer.device", DEVICES)
+    check_choice(cfg, "trainer.val_protocol", EVAL_PROTOCOLS)
     validate_eval_cache(trainer.eval_cache)
 
 
@@ -161,8 +176,10 @@ def model_kwargs(model_cfg: DictConfig, *, release: bool = False) -> DictConfig:
 
 
 def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
-                   seed: int | None = None) -> dict[str, Any]:
-    """Keyword arguments of ``fssam.data.build_dataset`` for ``mode`` ("train"/"val")."""
+                   seed: int | None = None, protocol: str = "seeds",
+                   release_workers: int = 0) -> dict[str, Any]:
+    """Keyword arguments of ``fssam.data.build_dataset`` for ``mode`` ("train"/"val");
+    evaluation episodes of ``protocol`` (``fssam.data.protocol``)."""
     data = cfg.dataset
     return {
         "dataset": data.protocol, "root": str(data.root), "fold": int(cfg.split),
@@ -170,7 +187,8 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "num_episodes": num_episodes, "seed": int(cfg.seed if seed is None else seed),
         "coco_split": data.coco_split, "support_annotation": data.support_annotation,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
-        "train_list": data.train_list, "cache_dir": data.cache_dir,
+        "train_list": data.train_list, "val_list": OmegaConf.select(data, "val_list"),
+        "cache_dir": data.cache_dir, "protocol": protocol, "release_workers": release_workers,
     }
 
 
@@ -183,7 +201,7 @@ def model_task(cfg: DictConfig) -> str:
 def base_dataset_kwargs(cfg: DictConfig, *, mode: str) -> dict[str, Any]:
     """Keyword arguments of ``fssam.data.semantic.build_base_dataset`` for ``mode``."""
     keys = ("dataset", "root", "fold", "mode", "image_size", "seed", "coco_split",
-            "scale_range", "train_list")
+            "scale_range", "train_list", "val_list")
     kwargs = dataset_kwargs(cfg, mode=mode)
     return {k: kwargs[k] for k in keys}
 

@@ -68,7 +68,7 @@ def main() -> None:
                 "dataset": "pascal",
                 "fold": 0,
                 "shot": args.shot,
-                "seed": 321,
+                "episodes": dataset.fingerprint(),
                 "image_size": SIZE,
                 "support_annotation": "mask",
                 "coco_split": None,

@@ -122,7 +122,7 @@ def test_cached_priors_give_the_same_metrics(model, dataset, tmp_path, monkeypat
         "dataset": "pascal",
         "fold": 0,
         "shot": 1,
-        "seed": 321,
+        "episodes": dataset.fingerprint(),
         "image_size": SIZE,
         "support_annotation": "mask",
         "coco_split": None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fssam.engine.tester import build_test_model, compose_config, evaluate_seeds
+from fssam.engine.tester import build_test_model, compose_config, evaluate_protocols
 from fssam.utils.config import ConfigError
 from fssam.utils.dist import DistInfo
 
@@ -39,14 +39,15 @@ def test_test_py_gives_identical_metrics_with_one_and_two_processes(toy_root, tm
         results.append(json.loads((exp / RUN / "results.json").read_text()))
     one, two = results
     assert (one["model"], one["variant"], two["world_size"]) == ("HMNet_tiny", "resnet50", 2)
-    assert one["per_seed"][0]["num_episodes"] == 8
-    assert one["per_seed"] == two["per_seed"]
+    assert one["per_seed"][0]["num_episodes"] == one["release"]["num_episodes"] == 8
+    assert one["release"]["workers"] == 8  # HMNet's PASCAL config
+    assert one["per_seed"] == two["per_seed"] and one["release"] == two["release"]
 
 
 def test_own_checkpoints_load_strictly_and_change_predictions(toy_root, tmp_path):
     cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none"))
     untrained = build_test_model(cfg)
-    before = evaluate_seeds(cfg, untrained, SINGLE)
+    before = evaluate_protocols(cfg, untrained, SINGLE)
     state = {k: v * 1.5 for k, v in untrained.trainable_state_dict().items()}
     state["cls_meta.3.bias"] = torch.tensor([8.0, -8.0])  # the meta learner says background
     torch.save({"model": state, "epoch": 3}, tmp_path / "best.pt")
@@ -54,7 +55,7 @@ def test_own_checkpoints_load_strictly_and_change_predictions(toy_root, tmp_path
     loaded = build_test_model(cfg)
     for key, value in loaded.trainable_state_dict().items():
         assert torch.equal(value, state[key]), key
-    assert evaluate_seeds(cfg, loaded, SINGLE)["per_seed"] != before["per_seed"]
+    assert evaluate_protocols(cfg, loaded, SINGLE)["per_seed"] != before["per_seed"]
     torch.save({"model": {k: v for k, v in state.items() if not k.startswith("cls_meta.")}},
                tmp_path / "short.pt")
     cfg = compose_config("test", overrides(toy_root, tmp_path, f"checkpoint={tmp_path / 'short.pt'}"))
@@ -86,11 +87,11 @@ def test_prior_only_baseline_and_cache_reuse(toy_root, tmp_path):
     model = build_test_model(cfg)
     no_cache = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none",
                                                 "trainer.eval_cache.enabled=false"))
-    first, second = evaluate_seeds(cfg, model, SINGLE), evaluate_seeds(no_cache, model, SINGLE)
-    assert first["per_seed"] == second["per_seed"]
+    first, second = evaluate_protocols(cfg, model, SINGLE), evaluate_protocols(no_cache, model, SINGLE)
+    assert first["per_seed"] == second["per_seed"] and first["release"] == second["release"]
     cfg.prior_only = True
-    prior = evaluate_seeds(cfg, model, SINGLE)
+    prior = evaluate_protocols(cfg, model, SINGLE)
     assert prior["prior_only"] and prior["per_seed"] != first["per_seed"]
     cfg.prior_only, cfg.prior_cache = False, True
     with pytest.raises(ConfigError, match="prior_cache=true: model HMNet_tiny has no priors"):
-        evaluate_seeds(cfg, model, SINGLE)
+        evaluate_protocols(cfg, model, SINGLE)

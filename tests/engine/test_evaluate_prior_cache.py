@@ -17,26 +17,28 @@ SETTINGS = {
     "dataset": "pascal",
     "fold": 0,
     "shot": 1,
-    "seed": 321,
+    "episodes": "release:321:0123456789abcdef",
     "image_size": 16,
     "support_annotation": "mask",
     "coco_split": None,
     "dino_variant": "vitb14",
     "dino_input_size": 560,
     "dino_weights": "0123456789abcdef",
+    "fp32_priors": False,
     "amp": "none",
 }
 CHANGED = {
     "dataset": "coco",
     "fold": 1,
     "shot": 5,
-    "seed": 123,
+    "episodes": "seeds:321:0123456789abcdef",
     "image_size": 32,
     "support_annotation": "bbox",
     "coco_split": "contiguous",
     "dino_variant": "vitl14",
     "dino_input_size": 518,
     "dino_weights": "fedcba9876543210",
+    "fp32_priors": True,
     "amp": "bfloat16",
 }
 
@@ -54,8 +56,8 @@ def test_key_changes_with_every_setting() -> None:
 
 
 def test_key_rejects_missing_and_unknown_settings() -> None:
-    with pytest.raises(ValueError, match="missing.*'seed'"):
-        prior_cache_key({k: v for k, v in SETTINGS.items() if k != "seed"})
+    with pytest.raises(ValueError, match="missing.*'episodes'"):
+        prior_cache_key({k: v for k, v in SETTINGS.items() if k != "episodes"})
     with pytest.raises(ValueError, match="unexpected.*'sed'"):
         prior_cache_key({**SETTINGS, "sed": 1})
     without_amp = {k: v for k, v in SETTINGS.items() if k != "amp"}

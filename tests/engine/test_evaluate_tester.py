@@ -1,4 +1,5 @@
-"""test.py and fssam.engine.tester: results.json over seeds, checkpoints, config checks."""
+"""test.py and fssam.engine.tester: results.json's two rows (the release protocol, our seeds),
+checkpoints, config checks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 from fssam.engine.tester import (
     build_test_model,
     compose_config,
-    evaluate_seeds,
+    evaluate_protocols,
+    format_results,
     validate_test_config,
     write_results,
 )
@@ -43,7 +45,8 @@ def overrides(toy_root: Path, exp_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_path: Path) -> None:
+def test_cli_writes_the_release_row_and_mean_and_std_over_seeds(toy_root: Path,
+                                                                 tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = overrides(toy_root, tmp_path, "checkpoint_format=none", "vis=2")
     result = subprocess.run(
@@ -66,8 +69,11 @@ def test_cli_writes_results_with_mean_and_std_over_seeds(toy_root: Path, tmp_pat
     assert summary["miou"]["mean"] == pytest.approx(sum(mious) / 2)
     assert summary["miou"]["std"] == pytest.approx(abs(mious[0] - mious[1]) / 2)
     assert set(summary["class_iou"]) <= {"1", "2", "3", "4", "5"}
+    release = results["release"]
+    assert (release["seed"], release["workers"], release["num_episodes"]) == (321, 32, 6)
+    assert results["protocols"] == ["release", "seeds"]
     assert "best" not in json.dumps(results)
-    assert "mean+-std" in result.stderr
+    assert "mean+-std" in result.stderr and "release (seed 321, 32 workers)" in result.stderr
     assert (run_dir / "test.log").is_file()
     assert len(list((run_dir / "vis").glob("*.png"))) == 2
 
@@ -79,12 +85,12 @@ def test_cached_and_prior_only_runs(toy_root: Path, tmp_path: Path) -> None:
     validate_test_config(cfg)
     torch.manual_seed(0)
     model = build_test_model(cfg)
-    first = evaluate_seeds(cfg, model, SINGLE)
-    assert len(list(Path(cfg.prior_cache_dir).iterdir())) == 2
-    second = evaluate_seeds(cfg, model, SINGLE)
-    assert first["per_seed"] == second["per_seed"]
+    first = evaluate_protocols(cfg, model, SINGLE)
+    assert len(list(Path(cfg.prior_cache_dir).iterdir())) == 3  # the release's, two seeds
+    second = evaluate_protocols(cfg, model, SINGLE)
+    assert first["per_seed"] == second["per_seed"] and first["release"] == second["release"]
     cfg.prior_only = True
-    prior = evaluate_seeds(cfg, model, SINGLE)
+    prior = evaluate_protocols(cfg, model, SINGLE)
     assert prior["prior_only"] and prior["per_seed"] != first["per_seed"]
     path = write_results({"miou": math.nan, "class_iou": {1: 2.0}}, tmp_path / "r.json")
     assert json.loads(path.read_text()) == {"miou": None, "class_iou": {"1": 2.0}}
@@ -137,6 +143,10 @@ def test_checkpoints_load_strictly(toy_root: Path, tmp_path: Path) -> None:
         ("seeds=[]", "seeds="),
         ("seeds=[5,5]", "repeated"),
         ("seeds=7", "seeds=7"),
+        ("protocols=[release,release]", "protocols="),
+        ("protocols=[theirs]", "protocols="),
+        ("release_seed=-1", "release_seed=-1"),
+        ("model.release.workers=-2", "model.release.workers=-2"),
         ("checkpoint_format=theirs", "checkpoint_format='theirs'"),
         ("batch_size=0", "batch_size=0"),
         ("prior_cache=1", "prior_cache=1"),
@@ -169,3 +179,20 @@ def test_experiment_recipes_compose(dataset: str) -> None:
         validate_test_config(
             compose_config("test", [f"dataset={other}", f"experiment={dataset}_fssam"])
         )
+
+
+def test_protocols_select_the_rows(toy_root: Path, tmp_path: Path) -> None:
+    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none",
+                                           "protocols=[release]", "seeds=[]"))
+    validate_test_config(cfg)
+    model = build_test_model(cfg)
+    only_release = evaluate_protocols(cfg, model, SINGLE)
+    assert only_release["per_seed"] == [] and only_release["summary"] is None
+    assert only_release["release"]["num_episodes"] == 6
+    text = format_results(only_release)
+    assert "release (seed 321, 32 workers)" in text and "mean+-std" not in text
+    cfg = compose_config("test", overrides(toy_root, tmp_path, "checkpoint_format=none",
+                                           "protocols=[seeds]"))
+    only_seeds = evaluate_protocols(cfg, model, SINGLE)
+    assert only_seeds["release"] is None and len(only_seeds["per_seed"]) == 2
+    assert "release" not in format_results(only_seeds).splitlines()[2]

@@ -51,7 +51,8 @@ def test_hand_computed_case() -> None:
     # Episode 3 (class 7), 2x2, nothing predicted, target fg = {(0,0)}.
     #   fg inter = 0, fg union = 1; bg inter = 3, bg union = 4
     # IoU(3) = (4 + 2) / (7 + 4) = 6/11 = 54.5454...%, IoU(7) = 0/1 = 0%
-    # mIoU = (54.5454... + 0) / 2 = 27.2727...% (class 9 has no episode: left out)
+    # mIoU = (54.5454... + 0 + 0) / 3 = 18.1818...% (class 9 has no episode: it counts as
+    # 0, as in the releases)
     # FG IoU = (4 + 2 + 0) / (7 + 4 + 1) = 6/12 = 50%
     # BG IoU = (7 + 1 + 3) / (10 + 3 + 4) = 11/17 = 64.7059%
     # FB-IoU = (50 + 64.7059) / 2 = 57.3529%
@@ -60,7 +61,7 @@ def test_hand_computed_case() -> None:
         ev.update(pred, target, cid)
     out = ev.compute()
     assert out["class_iou"] == pytest.approx({3: 600 / 11, 7: 0.0})
-    assert out["miou"] == pytest.approx(300 / 11)
+    assert out["miou"] == pytest.approx(200 / 11)
     assert out["fg_iou"] == pytest.approx(50.0)
     assert out["bg_iou"] == pytest.approx(1100 / 17)
     assert out["fbiou"] == pytest.approx((50.0 + 1100 / 17) / 2)
