@@ -31,7 +31,7 @@ def build_model(*, sam2_config: str, sam2_checkpoint: str | None, image_size: in
                 dino_variant: str = "vitb14", dino_checkpoint: str | None,
                 dino_input_size: int = 560, dino_kwargs: dict | None = None,
                 num_refine: int = 3, refine_version: str = "v1",
-                legacy_kshot: bool = False) -> FSSAM:
+                legacy_kshot: bool = False, fp32_calibration: bool = False) -> FSSAM:
     """FSSAM from a SAM 2 config (package name or yaml path) and the two weight files.
 
     A checkpoint of None gives random weights (with a warning).
@@ -40,7 +40,8 @@ def build_model(*, sam2_config: str, sam2_checkpoint: str | None, image_size: in
     prior = PseudoPromptGenerator(variant=dino_variant, checkpoint=dino_checkpoint,
                                   input_size=dino_input_size, model_kwargs=dino_kwargs)
     return FSSAM(sam2=sam2_model, prior_generator=prior, num_refine=num_refine,
-                 refine_version=refine_version, legacy_kshot=legacy_kshot)
+                 refine_version=refine_version, legacy_kshot=legacy_kshot,
+                 fp32_calibration=fp32_calibration)
 
 
 def load_release_checkpoint(model: FSSAM, path: str | Path) -> None:

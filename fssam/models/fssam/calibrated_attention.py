@@ -9,6 +9,7 @@ state-dict keys do not change) and is a ``RoPEAttention`` so SAM 2's layers keep
 from __future__ import annotations
 
 import math
+import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -31,10 +32,13 @@ class Calibration:
     The bank holds the K support memories first, then the query memory. ``legacy_kshot``
     reproduces the authors' release: only the first mask is used, bank block 1 is taken
     as the query memory and supports are not averaged (identical to the default for K=1).
+    ``fp32``: the attention logits, their bias and the softmax run in float32 even under
+    autocast; False computes them in the autocast dtype, as the release does.
     """
 
     support_masks: Tensor
     legacy_kshot: bool = False
+    fp32: bool = False
 
 
 class CalibratedRoPEAttention(RoPEAttention):
@@ -69,7 +73,8 @@ class CalibratedRoPEAttention(RoPEAttention):
         v = self._separate_heads(self.v_proj(v), self.num_heads)
         q, k = self._rope(q, k, num_k_exclude_rope)
         k, v, score = calibrate(q, k, v, self.calibration)
-        out = calibrated_attention(q, k, v, score, dropout_p=self.dropout_p if self.training else 0)
+        out = calibrated_attention(q, k, v, score, dropout_p=self.dropout_p if self.training else 0,
+                                   fp32=self.calibration.fp32)
         return self.out_proj(self._recombine_heads(out.to(q.dtype)))
 
 
@@ -97,19 +102,23 @@ def calibrate(q: Tensor, k: Tensor, v: Tensor, cal: Calibration) -> tuple[Tensor
 
 
 def calibrated_attention(q: Tensor, k: Tensor, v: Tensor, score: Tensor, *,
-                         dropout_p: float = 0.0) -> Tensor:
+                         dropout_p: float = 0.0, fp32: bool = False) -> Tensor:
     """Softmax attention of ``q`` over a calibrated bank (``calibrate``'s keys and values),
     with ``query_memory_bias`` added to the logits of the query-memory block ``N:2N``.
 
-    The logits are computed once, in float32 (also under autocast), and the bias is taken
-    from them. Dropout (training) acts on the attention weights, as in SAM 2's attention.
+    The logits are computed once and the bias is taken from them; with ``fp32`` in float32
+    even under autocast, otherwise in the autocast dtype (the release). Dropout (training)
+    acts on the attention weights, as in SAM 2's attention.
     """
     n = q.shape[-2]
-    with torch.autocast(q.device.type, enabled=False):
-        logits = q.float() @ k.float().transpose(-2, -1) / math.sqrt(q.shape[-1])
-        logits[..., n:2 * n] += query_memory_bias(logits[..., n:2 * n], score)
+    precision = torch.autocast(q.device.type, enabled=False) if fp32 else contextlib.nullcontext()
+    with precision:
+        if fp32:
+            q, k, v = q.float(), k.float(), v.float()
+        logits = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        logits[..., n:2 * n] += query_memory_bias(logits[..., n:2 * n], score).to(logits.dtype)
         weights = F.dropout(logits.softmax(-1), p=dropout_p) if dropout_p else logits.softmax(-1)
-        return weights @ v.float()
+        return weights @ v
 
 
 @torch.no_grad()

@@ -41,12 +41,16 @@ class FSSAM(nn.Module):
     ``sam2``: an unmodified SAM2Base (see ``sam2_adapter.build_sam2``); its memory-attention
     cross-attentions are swapped for calibrated ones (same parameters and keys).
     ``prior_generator``: DINOv2 pseudo prompts; may be None when every batch has ``priors``.
-    Only SAM 2's mask decoder, memory encoder and memory attention are trainable.
+    ``fp32_calibration``: under autocast, compute the priors and the calibrated attention's
+    logits, bias and softmax in float32 (their min-max normalisations keep more digits);
+    False runs them in the autocast dtype, as the release does. Float32 runs are the same
+    either way. Only SAM 2's mask decoder, memory encoder and memory attention are
+    trainable.
     """
 
     def __init__(self, *, sam2: SAM2Base, prior_generator: PseudoPromptGenerator | None,
                  num_refine: int = 3, refine_version: str = "v1",
-                 legacy_kshot: bool = False) -> None:
+                 legacy_kshot: bool = False, fp32_calibration: bool = False) -> None:
         super().__init__()
         if refine_version not in ("v1", "v2"):
             raise ValueError(f"unknown refine_version {refine_version!r} (v1 or v2)")
@@ -55,6 +59,7 @@ class FSSAM(nn.Module):
         self.num_refine = num_refine
         self.refine_version = refine_version
         self.legacy_kshot = legacy_kshot
+        self.fp32_calibration = fp32_calibration
         sam.install_calibrated_attention(sam2)
         self.requires_grad_(False)
         for name in TRAINABLE_MODULES:
@@ -90,7 +95,8 @@ class FSSAM(nn.Module):
         if self.prior is None:
             raise ValueError("this FSSAM has no prior generator: its priors come with the batch")
         return {"dino_variant": self.prior.variant, "dino_input_size": self.prior.input_size,
-                "dino_weights": weights_fingerprint(self.prior.dino)}
+                "dino_weights": weights_fingerprint(self.prior.dino),
+                "fp32_priors": self.fp32_calibration}
 
     # -- frozen encoders (the engine's feature-cache protocol) ----------------------------
     def frozen_encoders(self) -> dict[str, str]:
@@ -124,7 +130,7 @@ class FSSAM(nn.Module):
         tokens = encoded(self, batch, features, DINO_ENCODER)["patch_tokens"]
         prior_fg, prior_fb = self.prior.priors_from_features(
             tokens[:b], tokens[b:].unflatten(0, (b, shots)), masks,
-            tuple(batch["query_img"].shape[-2:]))
+            tuple(batch["query_img"].shape[-2:]), fp32=self.fp32_calibration)
         return torch.cat([prior_fg, prior_fb], dim=1)
 
     def forward(self, batch: Mapping[str, Any], return_intermediates: bool = False, *,
@@ -149,7 +155,8 @@ class FSSAM(nn.Module):
                                intermediates=return_intermediates)
         grid = feats.sizes[-1]
         attn_masks = F.interpolate(masks, size=grid, mode="nearest").view(b, shots, -1)
-        calibration = Calibration(attn_masks, legacy_kshot=self.legacy_kshot)
+        calibration = Calibration(attn_masks, legacy_kshot=self.legacy_kshot,
+                                  fp32=self.fp32_calibration)
         pix_feat = sam.attend_memory(self.sam2, query_feats, inter["bank"], calibration)
         decoded = sam.decode(self.sam2, pix_feat, query_feats.maps()[:-1], query.shape[-2:])
         out: dict[str, Any] = {"logits": decoded.logits, "priors": priors}

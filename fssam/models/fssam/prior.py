@@ -197,14 +197,20 @@ class PseudoPromptGenerator(nn.Module):
 
     @torch.no_grad()
     def priors_from_features(self, query_feat: Tensor, support_feats: Tensor,
-                             support_masks: Tensor, out_size: tuple[int, int]
-                             ) -> tuple[Tensor, Tensor]:
+                             support_masks: Tensor, out_size: tuple[int, int],
+                             fp32: bool = False) -> tuple[Tensor, Tensor]:
         """``extract_features`` output of the queries [b,D,g,g] and supports [b,K,D,g,g],
-        support_masks [b,K,H,W] {0,1,255} -> ``(prior_fg, prior_fb)``, each [b,1,*out_size]."""
+        support_masks [b,K,H,W] {0,1,255} -> ``(prior_fg, prior_fb)``, each [b,1,*out_size].
+
+        ``fp32``: computed in float32 even under autocast; otherwise in the autocast dtype,
+        as the release computes them."""
         b, k = support_masks.shape[:2]
         masks = support_masks.float().masked_fill(support_masks == IGNORE_LABEL, 0)
         masks = F.interpolate(masks.flatten(0, 1).unsqueeze(1), size=query_feat.shape[-2:],
                               mode="bilinear", align_corners=True).unflatten(0, (b, k))
+        if not fp32:
+            priors = generate_priors(query_feat, support_feats, masks, out_size)
+            return priors[0].float(), priors[1].float()
         with torch.autocast(query_feat.device.type, enabled=False):
             return generate_priors(query_feat.float(), support_feats.float(), masks, out_size)
 

@@ -182,3 +182,19 @@ def test_context_is_cleared_after_errors(sam2_factory):
             assert all(layer.calibration is not None for layer in layers)
             raise ZeroDivisionError
     assert all(layer.calibration is None for layer in layers)
+
+
+def test_precision_follows_the_release_unless_fp32_is_asked() -> None:
+    # The release computes the calibrated attention in the autocast dtype; fp32=True keeps
+    # the logits, the bias and the softmax in float32 under autocast.
+    gen = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 2, 16, 8, generator=gen)  # (b, heads, N, d)
+    k, v = (torch.randn(2, 2, 36, 8, generator=gen) for _ in range(2))  # support, query, ptrs
+    score = torch.rand(2, 2, 16, generator=gen)
+    reference = calibrated_attention(q, k, v, score)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        island = calibrated_attention(q, k, v, score, fp32=True)
+        release = calibrated_attention(q, k, v, score, fp32=False)
+    assert island.dtype == torch.float32 and torch.equal(island, reference)
+    assert release.dtype == torch.bfloat16
+    assert 0 < (release.float() - reference).abs().max() < 0.1

@@ -168,3 +168,13 @@ def test_refinement_options_reach_the_model(fssam_factory, parity_batch):
     assert (v1.steps[1][0] - v2.steps[1][0]).abs().max() > 1e-4
     with pytest.raises(ValueError, match="v3"):
         fssam_factory(refine_version="v3")
+
+
+def test_fp32_calibration_changes_only_autocast_runs(fssam_factory, parity_batch):
+    batch = parity_batch(1)
+    release, fp32 = fssam_factory(), fssam_factory(fp32_calibration=True)
+    with torch.no_grad():
+        assert torch.equal(release(batch)["logits"], fp32(batch)["logits"])  # float32: same
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            a, b = release(batch)["logits"].float(), fp32(batch)["logits"].float()
+    assert not torch.equal(a, b)

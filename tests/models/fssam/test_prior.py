@@ -267,3 +267,21 @@ def test_frozen_no_grad_eval_and_one_dinov2_call(tiny_ppg, monkeypatch):
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
     torch.testing.assert_close(calls[0], (resized - mean) / std, atol=1e-5, rtol=0)
+
+
+def test_priors_follow_the_autocast_dtype_unless_fp32(tiny_ppg):
+    # The release computes the priors under its bf16 autocast; fp32=True keeps them float32.
+    query, supports, masks = make_episode(2)
+    b, k = supports.shape[:2]
+    feats = tiny_ppg.extract_features(torch.cat([query, supports.flatten(0, 1)]))
+    args = (feats[:b], feats[b:].unflatten(0, (b, k)), masks, (48, 48))
+    reference = tiny_ppg.priors_from_features(*args)
+    assert all(torch.equal(a, r) for a, r in
+               zip(tiny_ppg.priors_from_features(*args, fp32=True), reference))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        island = tiny_ppg.priors_from_features(*args, fp32=True)
+        release = tiny_ppg.priors_from_features(*args, fp32=False)
+    for a, r in zip(island, reference):
+        assert a.dtype == torch.float32 and torch.equal(a, r)
+    for a, r in zip(release, reference):
+        assert a.dtype == torch.float32 and 0 < (a - r).abs().max() < 0.1
