@@ -33,6 +33,7 @@ from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.engine.optim import ScheduledOptimizer
 from fssam.engine.train_data import build_train_loader
+from fssam.engine.tester import release_workers
 from fssam.engine.trainer import Trainer, TrainSettings
 from fssam.engine.validation import BaseClassValidation, EpisodicValidation, Validation
 from fssam.utils.config import (AMP_DTYPES, amp_dtype, base_dataset_kwargs,
@@ -57,38 +58,44 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         progress=trainer.progress)
 
 
-def build_optimizers(cfg: DictConfig, model: torch.nn.Module) -> list[ScheduledOptimizer]:
-    """The method's optimisers: ``model.optim`` names its recipe and the recipe's values."""
-    return list(instantiate(cfg.model.optim, model))
+def build_optimizers(cfg: DictConfig, model: torch.nn.Module,
+                     batch_size: int) -> list[ScheduledOptimizer]:
+    """The method's optimisers: ``model.optim`` names its recipe and the recipe's values;
+    every recipe also gets the per-process ``batch_size`` (HMNet's AdamW rate follows it)."""
+    return list(instantiate(cfg.model.optim, model, batch_size=batch_size))
 
 
-def val_prior_cache(cfg: DictConfig, model: torch.nn.Module,
-                    device: torch.device) -> PriorCache | None:
-    """On-disk priors of the validation episodes when ``trainer.val_prior_cache`` is set."""
+def val_prior_cache(cfg: DictConfig, model: torch.nn.Module, device: torch.device,
+                    episodes: str) -> PriorCache | None:
+    """On-disk priors of the validation episodes (``episodes``: their fingerprint) when
+    ``trainer.val_prior_cache`` is set."""
     if cfg.trainer.val_prior_cache is None:
         return None
     model_settings = model_prior_settings(
         model, setting=f"trainer.val_prior_cache={cfg.trainer.val_prior_cache}",
         model_name=cfg.model.name)
-    settings = cache_settings(cfg, seed=cfg.trainer.val_seed, model_settings=model_settings,
+    settings = cache_settings(cfg, episodes=episodes, model_settings=model_settings,
                               amp_dtype=amp_dtype(cfg.trainer, device))
     return PriorCache(cfg.trainer.val_prior_cache, settings)
 
 
 def episodic_data(cfg: DictConfig, model: torch.nn.Module,
                   device: torch.device) -> tuple[Dataset, Validation | None]:
-    """Episodes of the base classes; validation on episodes of the novel classes."""
+    """Episodes of the base classes; validation on episodes of the novel classes
+    (``trainer.val_protocol``: the release's sequence by default)."""
     t = cfg.trainer
     train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
     if t.val_per_epoch == 0:
         return train_set, None
-    val_set = build_dataset(**dataset_kwargs(cfg, mode="val", num_episodes=t.val_episodes,
-                                             seed=t.val_seed))
+    val_set = build_dataset(**dataset_kwargs(
+        cfg, mode="val", num_episodes=t.val_episodes, seed=t.val_seed,
+        protocol=t.val_protocol, release_workers=release_workers(cfg)))
     feature_cache, memo_gb = reuse_from_config(t.eval_cache)
     return train_set, EpisodicValidation(
         loader=build_eval_loader(val_set, batch_size=t.val_batch_size, num_workers=t.num_workers),
         class_ids=novel_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split),
-        amp_dtype=amp_dtype(t, device), prior_cache=val_prior_cache(cfg, model, device),
+        amp_dtype=amp_dtype(t, device),
+        prior_cache=val_prior_cache(cfg, model, device, val_set.fingerprint()),
         feature_cache=feature_cache, memo_gb=memo_gb, progress=t.progress)
 
 
@@ -123,7 +130,7 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
                                       seed=cfg.seed, rank=info.rank, world_size=info.world_size)
     log.info("%d training items, %d per process per step over %d process(es)", len(train_set),
              batch_size, info.world_size)
-    return Trainer(model=model, optimizers=build_optimizers(cfg, model),
+    return Trainer(model=model, optimizers=build_optimizers(cfg, model, batch_size),
                    train_loader=train_loader, validation=validation, run_dir=cfg.run_dir,
                    settings=settings_from_config(t), dist=info,
                    config=OmegaConf.to_container(cfg, resolve=True))

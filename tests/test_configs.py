@@ -67,6 +67,13 @@ def test_every_experiment_composes(experiment, sam2, shot):
             list(cfg.dataset.scale_range)) == paper
     assert cfg.trainer.total_batch_size == 8 and per_process_batch(cfg.trainer, 4) == 2
     assert cfg.run_dir == f"exp/{dataset}/FSSAM/split0/{shot}shot/{sam2}"
+    # the release's protocol: seed 321, validation after the step of batch round(n/2), at
+    # mid-epoch only when epochs <= 100 or past epoch 100, on its test episodes (32 workers)
+    t = cfg.trainer
+    assert (cfg.seed, t.val_seed, t.val_protocol, cfg.model.release.workers) == (
+        321, 321, "release", 32)
+    assert (t.val_mid_epoch_from, t.val_mid_epoch_delay) == ({"pascal": 101, "coco": 0}[dataset], 1)
+    assert cfg.model.optim.one_based and not cfg.model.fp32_calibration
     OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -90,7 +97,9 @@ def test_hmnet_experiments_select_the_model_and_the_dataset_sizes(dataset, backb
     assert dataset_kwargs(cfg, mode="val")["image_size"] == sizes[0]
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         test = compose("test", overrides=[f"dataset={dataset}", f"experiment={dataset}_hmnet"])
-    assert (test.episodes, list(test.seeds)) == (sizes[3], [321])
+    assert (test.episodes, list(test.protocols), test.release_seed) == (
+        sizes[3], ["release", "seeds"], 321)
+    assert test.model.release.workers == {"pascal": 8, "coco": 32}[dataset]
 
 
 @pytest.mark.parametrize("dataset", ["pascal", "coco"])
@@ -203,6 +212,10 @@ def test_micro_and_debug_presets():
     ("trainer.eval_cache.size_gb=-1", "trainer.eval_cache.size_gb=-1: must be >= 0"),
     ("trainer.eval_cache.memo_gb=lots", "trainer.eval_cache.memo_gb='lots': must be a number"),
     ("trainer.eval_cache.storage=disk", "trainer.eval_cache.storage='disk': must be one of cpu"),
+    ("trainer.val_protocol=theirs", "trainer.val_protocol='theirs': must be one of release, seeds"),
+    ("dataset.val_list=''", "dataset.val_list='': must be standard or a list file"),
+    ("model.fp32_calibration=yes", "model.fp32_calibration='yes': must be true or false"),
+    ("model.optim.one_based=1", "model.optim.one_based=1: must be true or false"),
 ])
 def test_invalid_values_name_key_and_value(override, message):
     with pytest.raises(ConfigError) as error:

@@ -1,6 +1,8 @@
 """Class-index PNG labels from COCO's JSON instance annotations (pycocotools).
 
-For every image of ``instances_<split>.json`` one ``<image file stem>.png`` is written:
+For every image of ``instances_<split>.json`` with at least one annotation one
+``<image file stem>.png`` is written (the images without any are left out, as in the
+authors' lists: 82081 of train2014's 82783 images, 40137 of val2014's 40504):
 pixel = class index (1..N: the categories sorted by category id, so COCO's 80 categories
 become 1..80 in COCO's category order), 0 background, 255 ignore.
 
@@ -81,7 +83,8 @@ def _load_json(path: Path) -> dict[str, Any]:
 
 def convert_split(json_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                   progress: bool = True) -> int:
-    """Write one label PNG per image of ``json_path`` into ``out_dir``; returns the count."""
+    """Write one label PNG per annotated image of ``json_path`` into ``out_dir``; returns
+    the count."""
     data = _load_json(Path(json_path))
     index = category_index(data["categories"])
     by_image: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in data["images"]}
@@ -92,7 +95,11 @@ def convert_split(json_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         by_image[image_id].append(ann)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    images = data["images"]
+    images = [image for image in data["images"] if by_image[int(image["id"])]]
+    skipped = len(data["images"]) - len(images)
+    if skipped:
+        log.info("%d images of %s have no annotation: no label written for them", skipped,
+                 Path(json_path).name)
     for image in tqdm(images, desc=f"labels {out.name}", unit="image", disable=not progress):
         label = image_label(image, by_image[int(image["id"])], index)
         path = out / f"{Path(image['file_name']).stem}.png"

@@ -3,7 +3,7 @@
 Training (applied independently to the query and each support): random scale, rotation
 of +-10 degrees with p=0.5 (image padded with the ImageNet mean colour, label with 255),
 5x5 Gaussian blur with p=0.5, horizontal flip with p=0.5, random SxS crop padded with
-the mean colour / 255 that is redrawn up to 30 times while it keeps < 85% of the
+the mean colour / 255 that is redrawn up to 31 times while it keeps < 85% of the
 label's target pixels. Evaluation: resize to SxS (image bilinear, label nearest); the
 base-learner stage validates on a letterbox instead (``letterbox``).
 All randomness comes from the numpy Generator passed in.
@@ -17,7 +17,7 @@ import numpy as np
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IGNORE = 255
 ROTATE_DEGREES = 10.0
-CROP_RETRIES = 30
+CROP_RETRIES = 31  # the releases: a first draw, then up to 31 redraws
 CROP_KEEP = 0.85
 LETTERBOX_MULTIPLE = 8
 
@@ -117,11 +117,10 @@ def eval_transform_name(size: int) -> str:
 
 
 def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
-    """(h, w) an image takes inside a ``size`` letterbox: unchanged when no side exceeds
-    ``size``; else the long side becomes ``size`` (the other scaled with it, truncated),
-    then both are floored to a multiple of 8 (at least 8)."""
-    if max(height, width) <= size:
-        return height, width
+    """(h, w) an image takes inside a ``size`` letterbox (BAM's ``Resize``): the long side
+    becomes ``size``, smaller images included (they are upscaled), the other scaled with it
+    and truncated; then both are floored to a multiple of 8 (at least 8), so a long side of
+    417 becomes 416."""
     if height >= width:
         new_h, new_w = size, int(width * (size / height))
     else:
@@ -131,7 +130,8 @@ def letterbox_size(height: int, width: int, size: int) -> tuple[int, int]:
 
 
 def letterbox(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
-    """The base learner's validation input (BAM's ``test_Resize``): resized to
+    """The base learner's validation input (BAM's ``Resize``, which its base-learner
+    training validates with): resized to
     ``letterbox_size`` (image bilinear, label nearest) in the top-left corner of a size x size
     canvas; the image is padded with 0 (black, before normalisation), the label with 255."""
     new_h, new_w = letterbox_size(*label.shape, size)

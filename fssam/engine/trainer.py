@@ -162,7 +162,8 @@ class Trainer:
         self.records = RunRecords(self.run_dir, start_iteration=self.state.iteration,
                                   enabled=self.dist.is_main)
         limit = min(self.total_iterations, self.settings.max_iterations or self.total_iterations)
-        stopped = "stopped early" if self._patience_exhausted() else None
+        at_epoch_start = self.state.iteration % self.iters_per_epoch == 0
+        stopped = "stopped early" if at_epoch_start and self._patience_exhausted() else None
         redirect = logging_redirect_tqdm() if self._show_progress() else contextlib.nullcontext()
         with redirect:
             try:
@@ -216,15 +217,22 @@ class Trainer:
             self._save([ckpt.BEST, ckpt.LAST] if improved else [ckpt.LAST])
         if at_limit:
             return "finished" if it >= self.total_iterations else "reached max_iterations"
-        return "stopped early" if validate and self._patience_exhausted() else None
+        return "stopped early" if epoch_end and self._patience_exhausted() else None
 
     def _patience_exhausted(self) -> bool:
-        """True once ``early_stop_patience`` epochs passed without a better validation mIoU."""
-        patience, best = self.settings.early_stop_patience, self.state.best_epoch
-        since = self.state.iteration / self.iters_per_epoch - best
-        if not patience or self.state.best_miou is None or since < patience:
+        """The releases' early stop, checked between epochs: True once
+        ``early_stop_patience`` whole epochs have run after the (0-based) epoch whose
+        validation, at mid-epoch or at its end, gave the best mIoU. Never before a first
+        validation."""
+        patience, best = self.settings.early_stop_patience, self.state.best_miou
+        if not patience or best is None:
             return False
-        log.info("no better validation mIoU for %.2f epochs (best at epoch %.2f)", since, best)
+        ipe = self.iters_per_epoch
+        best_epoch = (round(self.state.best_epoch * ipe) - 1) // ipe
+        since = self.state.iteration // ipe - 1 - best_epoch
+        if since < patience:
+            return False
+        log.info("no better validation mIoU in the %d epochs after epoch %d", since, best_epoch)
         return True
 
     def _show_progress(self) -> bool:

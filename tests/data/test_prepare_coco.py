@@ -50,10 +50,14 @@ def _val_json() -> dict:
 
 
 def _train_json() -> dict:
+    # Image 2 has no annotation: the authors' lists leave such images out, and so do we.
     return {"images": [{"id": 1, "file_name": "COCO_train2014_000000000001.jpg", "height": 3,
+                        "width": 4},
+                       {"id": 2, "file_name": "COCO_train2014_000000000002.jpg", "height": 3,
                         "width": 4}],
             "categories": [{"id": 90, "name": "toothbrush"}, {"id": 3, "name": "car"}],
-            "annotations": []}
+            "annotations": [{"id": 9, "image_id": 1, "category_id": 3, "iscrowd": 1,
+                             "segmentation": [[0, 0, 4, 0, 4, 1, 0, 1]]}]}
 
 
 @pytest.fixture
@@ -87,8 +91,11 @@ def test_labels_have_the_exact_values(coco_json_root: Path) -> None:
     expected_7 = np.zeros((5, 5), np.uint8)
     expected_7[1:3, 1:4] = 2
     np.testing.assert_array_equal(_label(val / "COCO_val2014_000000000007.png"), expected_7)
+    crowd_only = np.zeros((3, 4), np.uint8)
+    crowd_only[0] = 255  # a crowd-only image is annotated: it gets a label (all 255 or 0)
     np.testing.assert_array_equal(_label(out / "train2014" / "COCO_train2014_000000000001.png"),
-                                  np.zeros((3, 4), np.uint8))
+                                  crowd_only)
+    assert not (out / "train2014" / "COCO_train2014_000000000002.png").exists()
 
 
 def test_category_order_is_by_id() -> None:

@@ -58,8 +58,8 @@ def test_training_item_is_an_augmented_crop_of_the_remapped_label(pascal_root: P
 def test_letterbox_sizes_follow_bams_rule() -> None:
     assert letterbox_size(375, 500, 417) == (312, 416)  # long side 417, floored to 416
     assert letterbox_size(500, 375, 417) == (416, 312)
-    assert letterbox_size(417, 417, 417) == (417, 417)  # nothing larger: unchanged
-    assert letterbox_size(300, 200, 417) == (300, 200)
+    assert letterbox_size(417, 417, 417) == (416, 416)
+    assert letterbox_size(300, 200, 417) == (416, 272)  # smaller images are upscaled
     assert letterbox_size(1000, 12, 417) == (416, 8)  # never below 8
 
 

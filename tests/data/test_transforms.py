@@ -89,3 +89,25 @@ def test_eval_transform_sizes() -> None:
     out_image, out_label = T.eval_transform(image, T.binarize(label, 3), 32)
     assert out_image.shape == (32, 32, 3) and out_label.shape == (32, 32)
     assert set(np.unique(out_label)) == {0, 1, 255}
+
+
+class _CountingRng:
+    """A numpy Generator that counts the crop positions drawn."""
+
+    def __init__(self) -> None:
+        self.rng, self.calls = np.random.default_rng(0), 0
+
+    def integers(self, *args, **kwargs):
+        self.calls += 1
+        return self.rng.integers(*args, **kwargs)
+
+
+def test_crop_redraws_as_often_as_the_release() -> None:
+    # a target that no 100x100 crop can hold 85% of: the release draws once, then redraws
+    # 31 times (its loop runs while the count is <= 30) and keeps the last crop
+    label = np.zeros((300, 300), np.uint8)
+    label[0:10, :] = 1
+    label[290:, :] = 1
+    rng = _CountingRng()
+    T.random_crop(np.zeros((300, 300, 3), np.float32), label, 100, rng)
+    assert rng.calls == 2 * 32  # a row and a column offset per draw

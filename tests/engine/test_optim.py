@@ -71,3 +71,16 @@ def test_single_optimizer_checkpoints_still_load(tmp_path):
     _, fresh = _two_optimizers()
     load_optimizer_states(fresh[:1], legacy, tmp_path / "last.pt")
     assert fresh[0].optimizer.state_dict()["state"]
+
+
+def test_fssam_first_step_already_decays_as_in_the_release():
+    from fssam.models.fssam.recipe import fssam_optimizers
+
+    net = torch.nn.Linear(2, 2)
+    net.param_groups = lambda: [{"params": list(net.parameters())}]
+    (adamw,) = fssam_optimizers(net)
+    total = 500
+    assert adamw.set_lr(0, total) == pytest.approx(1e-3 * (1 - 1 / total) ** 0.9, rel=1e-12)
+    assert adamw.set_lr(total - 1, total) == 0.0  # the last step runs at rate 0
+    (ours,) = fssam_optimizers(net, one_based=False)
+    assert ours.set_lr(0, total) == 1e-3

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+from fssam.data.protocol import episode_sequence
 from fssam.data.toy import make_toy_pascal
 from fssam.engine import validation as validation_module
 from fssam.engine.checkpoint import load_checkpoint
@@ -44,7 +45,8 @@ def config(toy_root: Path, exp_dir: Path, *overrides: str):
             f"exp_dir={exp_dir}", f"sam2.config={PARITY / 'sam2_micro_v1.yaml'}",
             f"sam2.checkpoint={PARITY / 'micro_weights.pt'}", "sam2.image_size=64",
             "trainer.batch_size=8", "trainer.epochs=2", "trainer.val_per_epoch=2",
-            "trainer.val_episodes=2", "trainer.num_threads=1", "trainer.progress=false"]
+            "trainer.val_episodes=2", "trainer.num_threads=1", "trainer.progress=false",
+            "trainer.val_mid_epoch_delay=0"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
         return compose("train", overrides=base + list(overrides))
 
@@ -199,6 +201,44 @@ def test_early_stopping(toy_root, tmp_path, script, monkeypatch):
     # Started again, the run stays stopped.
     assert script.train(cfg) == summary
     assert load_checkpoint(run_dir / "last.pt")["iteration"] == 8
+
+
+@pytest.mark.parametrize("protocol", ["release", "seeds"])
+def test_validation_scores_the_configured_protocol(toy_root, tmp_path, script, monkeypatch,
+                                                   protocol):
+    seen = []
+
+    def spy(model, loader, **kwargs):
+        seen.append(loader.dataset)
+        return {"miou": 1.0, "fbiou": 1.0, "class_iou": {}}
+
+    monkeypatch.setattr(validation_module, "run_evaluation", spy)
+    script.train(config(toy_root, tmp_path / "exp", "trainer.max_iterations=1",
+                        "trainer.val_per_epoch=4", "trainer.val_episodes=12",
+                        f"trainer.val_protocol={protocol}"))
+    dataset = seen[0]
+    expected = episode_sequence(protocol, dataset.records, shot=1, num_episodes=12, seed=321,
+                                workers=32)  # the release's test episodes: seed 321, 32 workers
+    assert dataset.protocol == protocol and dataset.episodes == expected
+
+
+def test_early_stopping_waits_for_the_epoch_end(toy_root, tmp_path, script, monkeypatch):
+    # The releases check patience between epochs: a best found at mid-epoch still lets the
+    # following epochs run whole.
+    scores = iter([10.0, 5.0, 20.0, 15.0, 15.0, 15.0, 30.0])
+
+    def scripted(*args, **kwargs):
+        return {"miou": next(scores), "fbiou": 50.0, "class_iou": {}}
+
+    monkeypatch.setattr(validation_module, "run_evaluation", scripted)
+    cfg = config(toy_root, tmp_path / "exp", "trainer.epochs=5", "trainer.max_iterations=null",
+                 "trainer.early_stop_patience=1", "trainer.val_mid_epoch_delay=1")
+    summary = script.train(cfg)
+    # 4 iterations per epoch, validations after 3 and 4 steps of each epoch: the best (20) at
+    # iteration 7, mid-epoch 1; epoch 2 runs whole (11, 12) and the run stops at its end,
+    # where stopping 1.0 epoch after the best would have stopped at iteration 11.
+    assert summary == {"iteration": 12, "best_miou": 20.0, "stopped": "stopped early"}
+    assert load_checkpoint(tmp_path / "exp" / RUN / "best.pt")["iteration"] == 7
 
 
 @pytest.mark.parametrize("delay, expected", [(0, [8, 12, 14, 16]), (1, [8, 12, 15, 16])])

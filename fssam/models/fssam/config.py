@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from fssam.utils.config import check_choice, check_int, check_number, fail
+from fssam.utils.config import check_bool, check_choice, check_int, check_number, fail
 
 SAM2_NAMES = ("tiny", "small", "base_plus", "large", "micro")
 DINO_VARIANTS = ("vitb14", "vitl14", "vitg14")
@@ -27,3 +27,5 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("lr", "power"):
         check_number(cfg, f"model.optim.{key}")
     check_number(cfg, "model.optim.weight_decay", allow_zero=True)
+    for key in ("model.legacy_kshot", "model.fp32_calibration", "model.optim.one_based"):
+        check_bool(cfg, key)

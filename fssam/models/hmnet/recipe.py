@@ -8,8 +8,11 @@ Meta-training: two optimisers, both stepped every iteration:
   with ``it`` the 1-based iteration, set before the step. The release puts every group in
   its "10x" class, so the effective initial rate is 0.05 although its config and the
   paper say 5e-3.
-- AdamW over every parameter whose name contains ``mamba``, at a constant rate;
-  weight decay 0.01 except for names containing ``norm`` (only ``out_norm`` and the
+- AdamW over every parameter whose name contains ``mamba``, at a constant rate of
+  ``adamw_lr * (batch // 2)`` with ``batch`` the per-process batch (the release's
+  ``6e-5 * ratio``: 6e-5 at its 2 per GPU, 2.4e-4 at 8 on one GPU), at least ``adamw_lr``
+  (the release's integer ratio gives a rate of 0 at batch 1, which would freeze the Mamba
+  stack); weight decay 0.01 except for names containing ``norm`` (only ``out_norm`` and the
   final ``mamba.norm``): the block LayerNorms ``ln_1`` / ``ln_2``, ``A_logs``, ``Ds`` and
   the biases are decayed, as in the release.
 
@@ -54,8 +57,9 @@ def hmnet_optimizers(model: nn.Module, *, sgd_lr: float = 0.005, lr_multiplier: 
                      momentum: float = 0.9, sgd_weight_decay: float = 1e-4,
                      adamw_lr: float = 6e-5, adamw_betas: Sequence[float] = (0.9, 0.999),
                      adamw_eps: float = 1e-8, adamw_weight_decay: float = 0.01,
-                     power: float = 0.9) -> list[ScheduledOptimizer]:
-    """The SGD (poly, 1-based) and AdamW (constant) optimisers of ``model``.
+                     power: float = 0.9, batch_size: int = 2) -> list[ScheduledOptimizer]:
+    """The SGD (poly, 1-based) and AdamW (constant, scaled by ``batch_size // 2``)
+    optimisers of ``model``; ``batch_size`` is the per-process batch.
 
     Every trainable parameter must belong to exactly one of them.
     """
@@ -67,17 +71,19 @@ def hmnet_optimizers(model: nn.Module, *, sgd_lr: float = 0.005, lr_multiplier: 
         raise ValueError(f"trainable parameters in no HMNet optimiser: {stray}")
     sgd = torch.optim.SGD(sgd_params, lr=lr_multiplier * sgd_lr, momentum=momentum,
                           weight_decay=sgd_weight_decay)
-    adamw = torch.optim.AdamW(mamba_groups, lr=adamw_lr, betas=tuple(adamw_betas),
+    adamw = torch.optim.AdamW(mamba_groups, lr=adamw_lr * max(1, batch_size // 2),
+                              betas=tuple(adamw_betas),
                               eps=adamw_eps)
     return [ScheduledOptimizer("sgd", sgd, poly_factor(power, one_based=True)),
             ScheduledOptimizer("adamw", adamw, constant_factor)]
 
 
 def pspnet_optimizers(model: nn.Module, *, backbone_lr: float = 2.5e-4, head_lr: float = 2.5e-3,
-                      momentum: float = 0.9, weight_decay: float = 1e-4, power: float = 0.9
-                      ) -> list[ScheduledOptimizer]:
+                      momentum: float = 0.9, weight_decay: float = 1e-4, power: float = 0.9,
+                      batch_size: int | None = None) -> list[ScheduledOptimizer]:
     """The base learner's SGD: groups backbone (``backbone_lr``), ``ppm`` and ``cls``
-    (``head_lr``), poly decay on the 1-based iteration. Every parameter must be in a group."""
+    (``head_lr``), poly decay on the 1-based iteration. Every parameter must be in a group.
+    ``batch_size`` (per process) does not change the rates."""
     groups = [{"params": [p for name in BACKBONE_MODULES
                           for p in getattr(model, name).parameters()], "lr": backbone_lr},
               {"params": list(model.ppm.parameters()), "lr": head_lr},

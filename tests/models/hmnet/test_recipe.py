@@ -71,6 +71,13 @@ def test_learning_rates_follow_the_release_step_by_step():
         assert {g["lr"] for g in adamw.optimizer.param_groups} == {6e-5}
 
 
+@pytest.mark.parametrize("batch, factor", [(1, 1), (2, 1), (3, 1), (4, 2), (8, 4)])
+def test_adamw_rate_follows_the_per_process_batch_as_the_release(batch, factor):
+    # the release: 6e-5 * (batch_size // 2); its 0 at batch 1 would freeze the Mamba stack
+    _, adamw = hmnet_optimizers(_Tiny(), batch_size=batch)
+    assert adamw.set_lr(0, 10) == pytest.approx(6e-5 * factor, rel=1e-12)
+
+
 def test_a_trainable_parameter_outside_both_optimisers_is_named():
     model = _Tiny()
     model.extra_head = nn.Linear(2, 2)
