@@ -1,6 +1,6 @@
 """Episodic few-shot datasets of PASCAL-5i / COCO-20i.
 
-An episode: a query image, a class drawn uniformly among the split's classes present in
+An episode: a query image, a class drawn uniformly among the fold's classes present in
 its label (base for training, novel for evaluation), and K distinct support images in
 which that class is eligible, none the query (``fssam.data.protocol``). Labels are
 binarised: 1 on the class, 255 kept, 0 elsewhere. Box supports are the filled boxes of
@@ -18,8 +18,7 @@ computed.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -27,8 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fssam.contract import IGNORE_LABEL, image_identity
 from fssam.data import transforms as T
-from fssam.data.folds import split_classes
+from fssam.data.folds import fold_classes
 from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
                                  sequence_fingerprint, usable_classes)
 from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
@@ -46,7 +46,7 @@ def boxes_from_mask(mask: np.ndarray) -> np.ndarray:
     _, _, stats, _ = cv2.connectedComponentsWithStats((mask == 1).astype(np.uint8), connectivity=8)
     for x, y, w, h, _ in stats[1:]:
         out[y:y + h + 1, x:x + w + 1] = 1
-    out[mask == T.IGNORE] = T.IGNORE
+    out[mask == IGNORE_LABEL] = IGNORE_LABEL
     return out
 
 
@@ -56,17 +56,6 @@ def _image_tensor(image: np.ndarray) -> torch.Tensor:
 
 def _mask_tensor(label: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(label.astype(np.int64))
-
-
-def image_identity(path: str, transform: str) -> str:
-    """Name of the model input made from the image file ``path`` by ``transform``.
-
-    The file's identity (absolute path, size, modification time in ns) and the
-    (deterministic) transform's description: a file replaced or edited in place gets
-    another name.
-    """
-    stat = os.stat(path)
-    return f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{transform}"
 
 
 class EpisodicDataset(Dataset):
@@ -95,7 +84,7 @@ class EpisodicDataset(Dataset):
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.epoch = 0
         self.images_of_class = class_index(self.records)
-        # training: a class's 0-based index in the ascending list of the split's classes
+        # training: a class's 0-based index in the ascending list of the fold's base classes
         # (the base list), the label a base learner gives it minus 1
         self.class_rank = {c: i for i, c in enumerate(sorted(self.class_ids))}
         self.protocol = protocol
@@ -201,7 +190,7 @@ def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size
 
 def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                   image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
-                  coco_split: str = "interleaved", support_annotation: str = "mask",
+                  coco_folds: str = "interleaved", support_annotation: str = "mask",
                   scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
                   val_list: str | None = None, cache_dir: str | None = None,
                   protocol: str = SEEDS, release_workers: int = 0) -> EpisodicDataset:
@@ -210,9 +199,9 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                     image_size=image_size, num_episodes=num_episodes, seed=seed,
                     protocol=protocol, release_workers=release_workers)
-    class_ids = split_classes(dataset, mode, fold, coco_split)
+    class_ids = fold_classes(dataset, mode, fold, coco_folds)
     records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
-                               coco_split=coco_split, train_list=train_list, val_list=val_list,
+                               coco_folds=coco_folds, train_list=train_list, val_list=val_list,
                                cache_dir=cache_dir)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
@@ -229,18 +218,3 @@ def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:
         stack = isinstance(values[0], torch.Tensor) and key != "query_label"
         batch[key] = torch.stack(values) if stack else values
     return batch
-
-
-def episode_images(batch: Mapping[str, Any]) -> torch.Tensor:
-    """The n = b(1+K) images of a batch as (n, 3, H, W): the b queries, then the supports
-    episode by episode (episode 0's K supports first)."""
-    return torch.cat([batch["query_img"], batch["support_imgs"].flatten(0, 1)]).float()
-
-
-def episode_image_ids(batch: Mapping[str, Any]) -> list[str | None]:
-    """Names of the ``episode_images`` in the same order; None where a batch has none
-    (training items, user images)."""
-    b, shots = batch["support_imgs"].shape[:2]
-    queries = batch.get("query_id") or [None] * b
-    supports = batch.get("support_ids") or [[None] * shots] * b
-    return list(queries) + [name for episode in supports for name in episode]

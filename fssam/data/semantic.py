@@ -1,4 +1,4 @@
-"""Base-class semantic segmentation: the data of a base learner's stage (HMNET.md 4.3).
+"""Base-class semantic segmentation: the data of a base learner's stage (README: Training HMNet).
 
 Every image of a fold's list, novel-class images included (as BAM trains its PSPNet),
 with its label remapped to the fold's base classes: the j-th base class in ascending id
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fssam.contract import IGNORE_LABEL
 from fssam.data import transforms as T
 from fssam.data.folds import base_classes, num_classes
 from fssam.data.sources import MODES, checked_pairs, read_pair
@@ -26,7 +27,7 @@ def base_label_table(base_ids: Sequence[int], max_class: int) -> np.ndarray:
     other classes 0..``max_class`` -> 0, 255 -> 255; values that are no class -> -1."""
     table = np.full(256, -1, dtype=np.int16)
     table[:max_class + 1] = 0
-    table[T.IGNORE] = T.IGNORE
+    table[IGNORE_LABEL] = IGNORE_LABEL
     for rank, class_id in enumerate(sorted(base_ids)):
         table[class_id] = rank + 1
     return table
@@ -38,7 +39,7 @@ def remap_label(label: np.ndarray, table: np.ndarray, path: str) -> np.ndarray:
     out = table[label]
     if (out < 0).any():
         bad = sorted(int(v) for v in np.unique(label[out < 0]))
-        known = int((table[:T.IGNORE] >= 0).sum()) - 1
+        known = int((table[:IGNORE_LABEL] >= 0).sum()) - 1
         raise ValueError(f"label {path} has values {bad} outside 0..{known} and 255")
     return out.astype(np.uint8)
 
@@ -85,14 +86,14 @@ class BaseClassDataset(Dataset):
 
 
 def build_base_dataset(*, dataset: str, root: str, fold: int, mode: str, image_size: int = 417,
-                       seed: int = 0, coco_split: str = "interleaved",
+                       seed: int = 0, coco_folds: str = "interleaved",
                        scale_range: tuple[float, float] = (0.5, 2.0),
                        train_list: str | None = None,
                        val_list: str | None = None) -> BaseClassDataset:
     """The base-class dataset of one fold: every image of the training list
     (``train_list``, see ``fssam.data.train_lists``) or of the validation list
     (``val_list``)."""
-    base = base_classes(dataset, fold, coco_split)
+    base = base_classes(dataset, fold, coco_folds)
     pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list,
                           val_list=val_list)
     return BaseClassDataset(pairs=pairs, base_ids=base, max_class=num_classes(dataset),

@@ -11,7 +11,7 @@ A class is eligible in an image when it covers at least ``MIN_PIXELS`` pixels. T
 keeps images whose classes are all base classes and that have an eligible base class;
 evaluation keeps images with an eligible novel class. Eligibility decides only which images
 enter a list and which images of a class may be supports; a record also names every class
-of the split present in its label, whatever its size (an episode's class is drawn among
+of the fold present in its label (base or novel), whatever its size (an episode's class is drawn among
 those, as the releases do).
 
 Evaluation images: val.txt (PASCAL) or every ``annotations/val2014`` label in name order
@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fssam.contract import IGNORE_LABEL
 from fssam.data.folds import base_classes, novel_classes, num_classes
 from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
                                     resolve_train_list, resolve_val_list)
@@ -44,7 +45,6 @@ from fssam.utils.io import atomic_write_text
 log = logging.getLogger(__name__)
 
 MIN_PIXELS = 2 * 32 * 32
-IGNORE = 255
 MODES = ("train", "val")
 CACHE_VERSION = 3
 
@@ -55,8 +55,9 @@ class EmptyListError(ValueError):
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One listed image: absolute image and label paths, the eligible classes of the split
-    (``classes``) and every class of the split present in the label, eligible or not
+    """One listed image: absolute image and label paths, the eligible classes of the list's
+    class set (``classes``: the fold's base or novel classes) and every class of that set
+    present in the label, eligible or not
     (``present``, ascending; ``classes`` when not given)."""
 
     image: str
@@ -163,11 +164,11 @@ def _pascal_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, st
 
 
 def _coco_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, str]]:
-    split = "train2014" if mode == "train" else "val2014"
-    label_dir = os.path.join(root, "annotations", split)
+    subset = "train2014" if mode == "train" else "val2014"
+    label_dir = os.path.join(root, "annotations", subset)
 
     def id_pair(stem: str) -> tuple[str, str]:
-        return os.path.join(root, split, f"{stem}.jpg"), os.path.join(label_dir, f"{stem}.png")
+        return os.path.join(root, subset, f"{stem}.jpg"), os.path.join(label_dir, f"{stem}.png")
 
     if chosen.choice != ALL:
         return _pairs_from_list(chosen.path, (root,), id_pair)
@@ -216,20 +217,20 @@ def _list_of(dataset: str, mode: str, train_list: str | TrainList | None,
 def _class_pixels(label_path: str, max_class: int) -> dict[int, int]:
     """Pixel count of every class present in the label (0 and 255 left out)."""
     counts = np.bincount(read_label(label_path).ravel(), minlength=256)
-    present = [int(c) for c in np.flatnonzero(counts) if c not in (0, IGNORE)]
+    present = [int(c) for c in np.flatnonzero(counts) if c not in (0, IGNORE_LABEL)]
     unknown = [c for c in present if c > max_class]
     if unknown:
         raise ValueError(f"label {label_path} has values {unknown} outside 0..{max_class} and 255")
     return {c: int(counts[c]) for c in present}
 
 
-def _split_classes(counts: dict[int, int], split: set[int], allowed: set[int] | None
-                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(eligible, present) classes of `split`; none when a class outside `allowed` is
+def _list_classes(counts: dict[int, int], wanted: set[int], allowed: set[int] | None
+                  ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(eligible, present) classes of `wanted`; none when a class outside `allowed` is
     present."""
     if allowed is not None and not set(counts) <= allowed:
         return (), ()
-    present = tuple(sorted(c for c in counts if c in split))
+    present = tuple(sorted(c for c in counts if c in wanted))
     return tuple(c for c in present if counts[c] >= MIN_PIXELS), present
 
 
@@ -238,12 +239,12 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
 
 
-def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_split: str,
+def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_folds: str,
                chosen: TrainList) -> dict:
     name = chosen.path if chosen.choice == FILE else chosen.choice
     return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
             "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
-            "coco_split": coco_split if dataset == "coco" else None,
+            "coco_folds": coco_folds if dataset == "coco" else None,
             "list": name, "list_sha256": chosen.sha256}
 
 
@@ -281,21 +282,21 @@ def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
     return [known[label] for label in labels]
 
 
-def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: str,
+def _build_records(dataset: str, root: str, fold: int, mode: str, coco_folds: str,
                    chosen: TrainList, workers: int,
                    label_counts: dict[str, dict[int, int]] | None) -> list[ImageRecord]:
     pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=chosen,
                           val_list=chosen)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
-    novel = set(novel_classes(dataset, fold, coco_split))
-    base = set(base_classes(dataset, fold, coco_split))
-    split, allowed = (base, base) if mode == "train" else (novel, None)
+    novel = set(novel_classes(dataset, fold, coco_folds))
+    base = set(base_classes(dataset, fold, coco_folds))
+    wanted, allowed = (base, base) if mode == "train" else (novel, None)
     desc = f"{dataset} fold {fold} {mode} list"
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc, label_counts)
     records = []
     for (image, label), pixels in zip(pairs, counts):
-        classes, present = _split_classes(pixels, split, allowed)
+        classes, present = _list_classes(pixels, wanted, allowed)
         if classes:
             records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label), classes,
                                        present))
@@ -303,7 +304,7 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_split: st
 
 
 def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
-                     coco_split: str = "interleaved", train_list: str | None = None,
+                     coco_folds: str = "interleaved", train_list: str | None = None,
                      val_list: str | None = None,
                      cache_dir: str | Path | None = None, workers: int = 8,
                      rebuild: bool = False,
@@ -314,17 +315,17 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     ``train_list`` (training only): "authors", "all", a list file, or None for the
     dataset's default (``fssam.data.train_lists``); ``val_list`` (evaluation only):
     "standard" / None or a list file. The cache file is keyed by the dataset, root, fold,
-    mode, COCO split and the list choice and the list file's content, so changing any of
+    mode, COCO fold scheme and the list choice and the list file's content, so changing any of
     them rebuilds the list. ``rebuild`` reads the
     labels again even when the list is cached (and refreshes the cache). ``label_counts``
     (label path -> class pixel counts), shared by the builds of several folds, lets each
     label be read once: the counts do not depend on the fold.
     """
-    novel_classes(dataset, fold, coco_split)  # validates dataset, fold and split names
+    novel_classes(dataset, fold, coco_folds)  # validates dataset, fold and fold scheme
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root not found: {root}")
     chosen = _list_of(dataset, mode, train_list, val_list)
-    key = _cache_key(dataset, root, fold, mode, coco_split, chosen)
+    key = _cache_key(dataset, root, fold, mode, coco_folds, chosen)
     path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
     if path.is_file() and not rebuild:
         cached = json.loads(path.read_text(encoding="utf-8"))
@@ -332,11 +333,11 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
             log.info("image list from cache %s", path)
             return [ImageRecord(img, lbl, tuple(c), tuple(p))
                     for img, lbl, c, p in cached["records"]]
-    records = _build_records(dataset, root, fold, mode, coco_split, chosen, workers,
+    records = _build_records(dataset, root, fold, mode, coco_folds, chosen, workers,
                              label_counts)
     if not records:
         raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
-                         f"(coco_split={coco_split}) under {root}")
+                         f"(coco_folds={coco_folds}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes), list(r.present)]
                                        for r in records]}
     atomic_write_text(path, json.dumps(payload))

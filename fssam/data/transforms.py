@@ -14,8 +14,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fssam.contract import IGNORE_LABEL
+
 MEAN_RGB = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IGNORE = 255
 ROTATE_DEGREES = 10.0
 CROP_RETRIES = 31  # the releases: a first draw, then up to 31 redraws
 CROP_KEEP = 0.85
@@ -32,7 +33,7 @@ def binarize(label: np.ndarray, class_id: int) -> np.ndarray:
     """1 where the label is `class_id`, 255 where it is ignore, 0 elsewhere (uint8)."""
     out = np.zeros(label.shape, dtype=np.uint8)
     out[label == class_id] = 1
-    out[label == IGNORE] = IGNORE
+    out[label == IGNORE_LABEL] = IGNORE_LABEL
     return out
 
 
@@ -50,7 +51,7 @@ def rotate(image: np.ndarray, label: np.ndarray, angle: float) -> Pair:
     image = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_CONSTANT, borderValue=MEAN_RGB)
     label = cv2.warpAffine(label, matrix, (w, h), flags=cv2.INTER_NEAREST,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE)
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=IGNORE_LABEL)
     return image, label
 
 
@@ -71,7 +72,7 @@ def pad_to(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
         return image, label
     border = (pad_h // 2, pad_h - pad_h // 2, pad_w // 2, pad_w - pad_w // 2)
     image = cv2.copyMakeBorder(image, *border, cv2.BORDER_CONSTANT, value=MEAN_RGB)
-    label = cv2.copyMakeBorder(label, *border, cv2.BORDER_CONSTANT, value=IGNORE)
+    label = cv2.copyMakeBorder(label, *border, cv2.BORDER_CONSTANT, value=IGNORE_LABEL)
     return image, label
 
 
@@ -93,7 +94,7 @@ def random_crop(image: np.ndarray, label: np.ndarray, size: int,
 
 def train_transform(image: np.ndarray, label: np.ndarray, *, size: int,
                     scale_range: tuple[float, float], rng: np.random.Generator) -> Pair:
-    """DESIGN section 5 augmentation; returns a size x size pair."""
+    """The releases' augmentation (README: Training); returns a size x size pair."""
     image, label = scale(image, label, float(rng.uniform(*scale_range)))
     if rng.random() < 0.5:
         image, label = rotate(image, label, float(rng.uniform(-ROTATE_DEGREES, ROTATE_DEGREES)))
@@ -140,6 +141,6 @@ def letterbox(image: np.ndarray, label: np.ndarray, size: int) -> Pair:
         label = cv2.resize(label, (new_w, new_h), interpolation=cv2.INTER_NEAREST)
     canvas = np.zeros((size, size, 3), dtype=np.float32)
     canvas[:new_h, :new_w] = image
-    padded = np.full((size, size), IGNORE, dtype=np.uint8)
+    padded = np.full((size, size), IGNORE_LABEL, dtype=np.uint8)
     padded[:new_h, :new_w] = label
     return canvas, padded

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from fssam.contract import IGNORE_LABEL
 from fssam.data.transforms import eval_transform
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def read_mask(path: Path, image_path: Path, image_hw: tuple[int, int], *,
             log.info("mask %s holds only 0 and 255: 255 is taken as the object", path)
         mask = (raw != 0).astype(np.uint8)
     else:
-        mask = np.where(raw == 0, 0, np.where(raw == 255, 255, 1)).astype(np.uint8)
+        mask = np.where(raw == 0, 0, np.where(raw == IGNORE_LABEL, IGNORE_LABEL, 1)).astype(np.uint8)
     if not (mask == 1).any():
         raise InputError(f"mask {path} has no foreground pixel")
     return mask

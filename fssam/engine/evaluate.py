@@ -22,14 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from fssam.contract import (episode_image_ids, episode_images, sigmoid_foreground,
+                            supports_feature_cache)
 from fssam.data import collate_episodes
-from fssam.data.episodic import episode_image_ids, episode_images
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
-from fssam.engine.feature_cache import (BatchFeatures, FeatureCache, PassMemo, log_reuse,
-                                        supports_feature_cache)
+from fssam.engine.feature_cache import BatchFeatures, FeatureCache, PassMemo, log_reuse
 from fssam.engine.prior_cache import PriorCache
 from fssam.engine.visualize import episode_panel, save_episode_png
-from fssam.models.foreground import sigmoid_foreground
 
 log = logging.getLogger(__name__)
 

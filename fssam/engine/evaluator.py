@@ -1,4 +1,4 @@
-"""Few-shot segmentation metrics: per-class mIoU and FB-IoU (DESIGN.md §6).
+"""Few-shot segmentation metrics: per-class mIoU and FB-IoU (README: Metrics).
 
 Counts are pixel sums accumulated over episodes (int64), never per-episode averages:
 
@@ -26,15 +26,16 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from fssam.contract import IGNORE_LABEL
+
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = 255
 
 
 def logits_to_prediction(logits: torch.Tensor, size: Sequence[int],
                          foreground: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """Upsample logits [H,W] to ``size`` (bilinear, align_corners=True), then apply the
-    method's ``foreground`` rule (its model's ``foreground``, see fssam.models.foreground)."""
+    method's ``foreground`` rule (its model's ``foreground``, see ``fssam.contract``)."""
     if logits.dim() != 2:
         raise ValueError(f"logits must be [H,W], got shape {tuple(logits.shape)}")
     height, width = (int(s) for s in size)
@@ -88,7 +89,7 @@ class SegmentationEvaluator:
             )
         pred = pred.detach().to("cpu", torch.bool)
         target = target.detach().to("cpu")
-        valid = target != IGNORE_INDEX
+        valid = target != IGNORE_LABEL
         fg_true = target == 1
         fg_pred = pred & valid
         bg_true = target == 0

@@ -4,26 +4,13 @@ At evaluation an image is resized deterministically, so the output of a frozen p
 encoder is a pure function of the image. ``FeatureCache`` keeps those outputs (least
 recently used dropped beyond a size budget) and ``PassMemo`` keeps, for one evaluation
 pass only, what also depends on trainable weights. The engine never asks which method it
-runs; a model takes part by implementing this protocol:
-
-``frozen_encoders() -> dict[str, str]``
-    Name -> fingerprint of each frozen per-image encoder: a hash of every parameter and
-    setting its output depends on (``fssam.utils.fingerprint.state_fingerprint``).
-    Called at the start of every evaluation pass.
-``encode_images(name: str, images: Tensor) -> dict[str, Tensor]``
-    Encoder ``name`` on images (n, 3, H, W) (model input, 0..255): named tensors with
-    leading dimension n, row i from image i alone. Runs under the engine's ``no_grad`` and
-    autocast, as the model's own forward does.
-``forward(batch, *, features: BatchFeatures, memo: PassMemo)``
-    Takes ``features.get(name)`` (the same dict for the n = b(1+K) images of
-    ``fssam.data.episodic.episode_images(batch)``, in that order) instead of encoding the
-    images itself; ``batch`` carries the images' names (``episode_image_ids``). A model may
-    keep per-item results that depend on trainable weights in ``memo`` (``memo.compute``);
-    it must compute them one item at a time, whether the memo stores or not.
+runs; a model takes part by implementing ``fssam.contract.FrozenEncoders`` (encoders are
+fingerprinted at the start of every pass; ``encode_images`` runs under the engine's
+``no_grad`` and autocast, as the model's own forward does).
 
 Bit-identical results. The key of a cached output is (encoder name, fingerprint, image
 name, input shape, autocast dtype, device type); the image name covers the file identity
-and the resize (``fssam.data.episodic.image_identity``). A cached value is a copy of
+and the resize (``fssam.contract.image_identity``). A cached value is a copy of
 exactly what the encoder returned (same dtype), and every image is encoded alone, with or
 without the cache: batched kernels may round differently with the batch's composition (the
 micro SAM 2 does on CPU), so encoding misses together would make a cold pass differ from a
@@ -34,12 +21,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from fssam.data.episodic import episode_images
 from fssam.engine.lru import GB, LRUStore
 from fssam.utils.dist import all_reduce_sum_cpu
 
@@ -47,12 +33,6 @@ log = logging.getLogger(__name__)
 
 STORAGES = ("cpu", "device")
 T = TypeVar("T")
-
-
-def supports_feature_cache(model: nn.Module) -> bool:
-    """Whether ``model`` implements the protocol of this module."""
-    return callable(getattr(model, "frozen_encoders", None)) and callable(
-        getattr(model, "encode_images", None))
 
 
 class FeatureCache:
@@ -109,27 +89,6 @@ class FeatureCache:
         return {"hits": self.hits, "misses": self.misses, "evictions": self.store.evictions,
                 "entries": len(self.store), "bytes": self.store.bytes,
                 "budget_bytes": self.store.budget}
-
-
-class Features(Protocol):
-    """What a model's ``forward`` takes as ``features`` (``BatchFeatures``)."""
-
-    def get(self, name: str) -> dict[str, Tensor]: ...
-
-
-class Memo(Protocol):
-    """What a model's ``forward`` takes as ``memo`` (``PassMemo``)."""
-
-    def compute(self, key: Hashable | None, fn: Callable[[], Any]) -> Any: ...
-
-
-def encoded(model: nn.Module, batch: Mapping[str, Any], features: Features | None,
-            name: str) -> dict[str, Tensor]:
-    """Encoder ``name``'s outputs for ``episode_images(batch)``: the engine's ``features``
-    when given, else ``model.encode_images`` on the batch's images."""
-    if features is not None:
-        return features.get(name)
-    return model.encode_images(name, episode_images(batch))
 
 
 class BatchFeatures:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from fssam.utils.config import ConfigError
+from fssam.utils.checks import ConfigError
 from fssam.utils.io import atomic_write
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ KEY_FIELDS = (
     "episodes",
     "image_size",
     "support_annotation",
-    "coco_split",
+    "coco_folds",
     "dino_variant",
     "dino_input_size",
     "dino_weights",
@@ -52,7 +52,7 @@ def prior_cache_key(settings: Mapping[str, Any]) -> str:
     """Hash (hex, 20 characters) of the settings that determine an episode's priors.
 
     ``settings`` must hold every name in ``KEY_FIELDS`` but those in ``DEFAULTS`` (use
-    ``None`` where a field does not apply, e.g. ``coco_split`` on PASCAL); ``amp`` is the
+    ``None`` where a field does not apply, e.g. ``coco_folds`` on PASCAL); ``amp`` is the
     autocast dtype DINOv2 runs under ("bfloat16", or "none" for float32). Extra names are
     rejected so a typo cannot silently drop a field from the key.
     """
@@ -87,9 +87,9 @@ def cache_settings(cfg: Any, *, episodes: str, model_settings: Mapping[str, Any]
         "fold": int(cfg.split),
         "shot": int(cfg.shot),
         "episodes": str(episodes),
-        "image_size": int(cfg.model.image_size),
-        "support_annotation": data.support_annotation,
-        "coco_split": data.coco_split if data.protocol == "coco" else None,
+        "image_size": int(cfg.model.run.input_size),
+        "support_annotation": str(data.support_annotation),
+        "coco_folds": str(data.coco_folds) if data.benchmark == "coco" else None,
         **model_settings,
         "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
     }

@@ -1,4 +1,4 @@
-"""Base-class semantic evaluation: a base learner's validation (HMNET.md 4.3).
+"""Base-class semantic evaluation: a base learner's validation (README: Training HMNet).
 
 ``IoU_j = Σ |P_j ∩ T_j| / Σ |P_j ∪ T_j|`` summed over every image of the set (pixels
 labelled 255 left out), for each base class j = 1..B; ``miou`` is their mean in percent,
@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fssam.contract import IGNORE_LABEL
 from fssam.engine.evaluate import autocast
-from fssam.engine.evaluator import IGNORE_INDEX
 from fssam.utils.dist import all_reduce_sum_cpu, is_main
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class BaseClassMeter:
             raise ValueError(f"prediction shape {tuple(pred.shape)} differs from target "
                              f"shape {tuple(target.shape)}")
         n = self.sums.shape[1]
-        valid = target != IGNORE_INDEX
+        valid = target != IGNORE_LABEL
         pred, target = pred[valid].long().cpu(), target[valid].long().cpu()
         if target.numel() and int(target.max()) >= n:
             raise ValueError(f"target label {int(target.max())} outside 0..{n - 1} and 255")

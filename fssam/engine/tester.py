@@ -14,60 +14,36 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.initialize import get_gh_backup, restore_gh_from_backup
-from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.data.protocol import PROTOCOLS, RELEASE, SEEDS
-from fssam.engine.checkpoint import load_trained_weights
+from fssam.engine.build import WEIGHTS, build_model
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.feature_cache import PassMemo, reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
-from fssam.utils.config import ConfigError, dataset_kwargs, model_kwargs, validate_config
-from fssam.utils.config import amp_dtype as amp_dtype_of
-from fssam.utils.config import model_task, validate_eval_cache
+from fssam.engine.config import (ConfigError, amp_dtype, dataset_kwargs, model_task,
+                                 release_workers, validate_config, validate_eval_cache)
 from fssam.utils.dist import DistInfo, cleanup, init_distributed
 from fssam.utils.io import atomic_write_text
 from fssam.utils.logging import setup_logging, teardown_logging
-from fssam.utils.seed import seed_everything
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMATS = ("ours", "release", "none")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-
-
-def compose_config(
-    name: str, overrides: Sequence[str] = (), config_dir: Path = CONFIG_DIR
-) -> DictConfig:
-    """``configs/<name>.yaml`` composed with ``overrides`` outside ``hydra.main``.
-
-    Hydra's global state (which importing sam2 sets up) is restored afterwards.
-    """
-    backup = get_gh_backup()
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            return compose(config_name=name, overrides=list(overrides))
-    finally:
-        restore_gh_from_backup(backup)
+CHECKPOINT_FORMATS = WEIGHTS
 
 
 def validate_test_config(cfg: DictConfig) -> None:
     """Shared checks plus the test keys; errors name the key (``episodes=0: ...``)."""
     validate_config(cfg)
     if model_task(cfg) != "episodes":
-        raise ConfigError(f"model.task={model_task(cfg)}: test.py evaluates few-shot episodes; "
-                          f"model={cfg.model.name} is a base learner, validated by its training "
+        raise ConfigError(f"model.run.task={model_task(cfg)}: test.py evaluates few-shot episodes; "
+                          f"model={cfg.model.run.name} is a base learner, validated by its training "
                           f"(best.pt by base-class mIoU)")
     validate_eval_cache(cfg.trainer.eval_cache)
     if cfg.checkpoint_format not in CHECKPOINT_FORMATS:
@@ -101,23 +77,12 @@ def validate_test_config(cfg: DictConfig) -> None:
 
 
 def build_test_model(cfg: DictConfig) -> torch.nn.Module:
-    """The configured model with the weights of ``checkpoint`` (``checkpoint_format``).
-
-    Seeded with ``cfg.seed`` before it is built, as training does, so parts without a
-    weight file (random micro SAM 2 / tiny DINOv2 of tests and the demo) are the same. An
-    authors' checkpoint is read by the method's ``model.release.loader``; the builder
-    arguments in ``model.release.build_without`` (weight files the release checkpoint
-    replaces) are then not read.
-    """
-    seed_everything(int(cfg.seed))
-    model = instantiate(model_kwargs(cfg.model, release=cfg.checkpoint_format == "release"))
-    if cfg.checkpoint_format == "ours":
-        load_trained_weights(model, cfg.checkpoint)
-    elif cfg.checkpoint_format == "release":
-        get_method(cfg.model.release.loader)(model, cfg.checkpoint)
-    else:
+    """The configured model with the weights of ``checkpoint`` (``checkpoint_format``),
+    seeded with ``cfg.seed`` as training seeds it (``fssam.engine.build.build_model``)."""
+    if cfg.checkpoint_format == "none":
         log.warning("checkpoint_format=none: testing the model WITHOUT trained weights")
-    return model
+    return build_model(cfg.model, weights=cfg.checkpoint_format, checkpoint=cfg.checkpoint,
+                       seed=int(cfg.seed))
 
 
 def _prior_cache(cfg: DictConfig, model_settings: dict[str, Any] | None, episodes: str,
@@ -127,16 +92,6 @@ def _prior_cache(cfg: DictConfig, model_settings: dict[str, Any] | None, episode
     settings = cache_settings(cfg, episodes=episodes, model_settings=model_settings,
                               amp_dtype=amp_dtype)
     return PriorCache(cfg.prior_cache_dir, settings)
-
-
-def release_workers(cfg: DictConfig) -> int:
-    """The loader workers of the method's release (``model.release.workers``), which decide
-    the release's episode sequence."""
-    workers = OmegaConf.select(cfg, "model.release.workers")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ConfigError(f"model.release.workers={workers!r}: must be an integer >= 0 (the "
-                          f"release config's DataLoader workers)")
-    return workers
 
 
 def protocol_passes(cfg: DictConfig) -> list[tuple[str, int]]:
@@ -161,15 +116,15 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
     """
     model.to(info.device)
     predictor = PriorOnly(model) if cfg.prior_only else model
-    classes = novel_classes(cfg.dataset.protocol, int(cfg.split), cfg.dataset.coco_split)
+    classes = novel_classes(str(cfg.dataset.benchmark), int(cfg.split), str(cfg.dataset.coco_folds))
     start = time.perf_counter()
     # The weights never change here: support memories may be reused across all passes.
     feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
     memo = PassMemo(size_gb=memo_gb) if memo_gb else None
     prior_settings = (model_prior_settings(model, setting="prior_cache=true",
-                                           model_name=cfg.model.name)
+                                           model_name=cfg.model.run.name)
                       if cfg.prior_cache else None)
-    amp_dtype = amp_dtype_of(cfg.trainer, info.device)
+    amp = amp_dtype(cfg.trainer, info.device)
     workers = release_workers(cfg)
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for number, (protocol, seed) in enumerate(protocol_passes(cfg)):
@@ -185,8 +140,8 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
             loader,
             class_ids=classes,
             device=info.device,
-            amp_dtype=amp_dtype,
-            prior_cache=_prior_cache(cfg, prior_settings, dataset.fingerprint(), amp_dtype),
+            amp_dtype=amp,
+            prior_cache=_prior_cache(cfg, prior_settings, dataset.fingerprint(), amp),
             feature_cache=feature_cache,
             memo=memo,
             vis_dir=vis_dir,
@@ -202,15 +157,15 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
         "dataset": cfg.dataset.name,
         "split": int(cfg.split),
         "shot": int(cfg.shot),
-        "model": cfg.model.name,
-        "variant": cfg.model.variant,
+        "model": cfg.model.run.name,
+        "variant": cfg.model.run.variant,
         "checkpoint": None if cfg.checkpoint_format == "none" else str(cfg.checkpoint),
-        "checkpoint_format": cfg.checkpoint_format,
+        "checkpoint_format": str(cfg.checkpoint_format),
         "prior_only": bool(cfg.prior_only),
         "episodes": int(cfg.episodes),
         "world_size": info.world_size,
         "seconds": round(time.perf_counter() - start, 2),
-        "protocols": list(cfg.protocols),
+        "protocols": [str(p) for p in cfg.protocols],
         "release": release,
         "per_seed": [{"seed": s, **r} for s, r in per_seed.items()],
         "summary": summarize_seeds(per_seed) if per_seed else None,

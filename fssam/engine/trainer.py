@@ -34,7 +34,7 @@ from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_opti
 from fssam.engine.schedule import epoch_validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.validation import Validation
-from fssam.utils.config import config_changes
+from fssam.engine.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fssam.utils.logging import RunRecords
 from fssam.utils.seed import get_rng_state, set_rng_state

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 import torch
 
+from fssam.contract import IGNORE_LABEL
+
 SUPPORT_COLOUR = (0, 160, 255)
 PRED_COLOUR = (255, 0, 0)
 TRUTH_COLOUR = (0, 255, 0)
@@ -38,7 +40,7 @@ def _resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
 def overlay(image: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
     """Tint ``image`` (uint8 RGB) where ``mask == 1``, grey where ``mask == 255``."""
     out = image.astype(np.float32)
-    for value, tint in ((1, colour), (255, IGNORE_COLOUR)):
+    for value, tint in ((1, colour), (IGNORE_LABEL, IGNORE_COLOUR)):
         where = mask == value
         out[where] = (1 - ALPHA) * out[where] + ALPHA * np.asarray(tint, np.float32)
     return out.round().astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Training loss (DESIGN.md §5)."""
+"""Training loss (README: Training)."""
 
 from __future__ import annotations
 

@@ -99,8 +99,8 @@ def test_unknown_fold(pascal_root: Path, tmp_path: Path) -> None:
         make(pascal_root, tmp_path, fold=4)
 
 
-def test_unknown_coco_split() -> None:
-    with pytest.raises(ValueError, match="unknown coco_split 'blocks'"):
+def test_unknown_coco_folds() -> None:
+    with pytest.raises(ValueError, match="unknown coco_folds 'blocks'"):
         novel_classes("coco", 0, "blocks")
 
 

@@ -15,7 +15,7 @@ def test_pascal_fold_is_five_contiguous_classes(fold: int) -> None:
     assert novel_classes("pascal", fold) == [5 * fold + k for k in range(1, 6)]
 
 
-def test_pascal_ignores_coco_split() -> None:
+def test_pascal_ignores_coco_folds() -> None:
     assert novel_classes("pascal", 2, "interleaved") == novel_classes("pascal", 2, "contiguous")
 
 

@@ -17,7 +17,7 @@ from fssam.data.episodic import EpisodicDataset
 from fssam.data.protocol import (release_base_seeds, release_episodes, seeded_episodes,
                                  usable_classes)
 from fssam.data.sources import ImageRecord, build_image_list, class_index
-from fssam.data.toy import make_toy_coco, make_toy_pascal
+from fssam.tools.toy import make_toy_coco, make_toy_pascal
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "release_episodes" / \
     "release_episodes.json"

@@ -58,7 +58,7 @@ def test_coco_lists_both_splits(coco_root: Path, tmp_path: Path) -> None:
     assert summary(val) == {"COCO_val2014_000000000001": (1,), "COCO_val2014_000000000002": (1, 5),
                             "COCO_val2014_000000000004": (5,), "COCO_val2014_000000000005": (21,),
                             "COCO_val2014_000000000006": (1, 21)}
-    contiguous = build(coco_root, tmp_path, dataset="coco", mode="val", coco_split="contiguous")
+    contiguous = build(coco_root, tmp_path, dataset="coco", mode="val", coco_folds="contiguous")
     assert summary(contiguous) == {"COCO_val2014_000000000001": (1,),
                                    "COCO_val2014_000000000002": (1, 5),
                                    "COCO_val2014_000000000003": (2,),

@@ -13,9 +13,9 @@ import pytest
 
 from fssam.data import build_dataset, sources, train_lists
 from fssam.data.sources import build_image_list
-from fssam.data.toy import make_toy_pascal
-from fssam.engine.tester import compose_config
-from fssam.utils.config import dataset_kwargs, validate_config
+from fssam.tools.toy import make_toy_pascal
+from fssam.engine.config import compose_config
+from fssam.engine.config import dataset_kwargs, validate_config
 
 AUTHORS_FILE = train_lists.LIST_DIR / "pascal_train_voc_sbd.txt"
 EXTRA = [f"2099_{i:06d}" for i in range(1, 31)]  # on disk, not in the authors' list

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fssam.data.toy import make_toy_pascal
+from fssam.tools.toy import make_toy_pascal
 
 DIST_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 

@@ -71,7 +71,7 @@ def main() -> None:
                 "episodes": dataset.fingerprint(),
                 "image_size": SIZE,
                 "support_annotation": "mask",
-                "coco_split": None,
+                "coco_folds": None,
                 "dino_variant": "vitb14",
                 "dino_input_size": 56,
                 "dino_weights": "test",

@@ -23,7 +23,7 @@ from fssam.engine.evaluate import (
     summarize_seeds,
 )
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
-from fssam.models.foreground import sigmoid_foreground
+from fssam.contract import sigmoid_foreground
 from fssam.engine.prior_cache import PriorCache
 from fssam.models.fssam import build_model
 
@@ -125,7 +125,7 @@ def test_cached_priors_give_the_same_metrics(model, dataset, tmp_path, monkeypat
         "episodes": dataset.fingerprint(),
         "image_size": SIZE,
         "support_annotation": "mask",
-        "coco_split": None,
+        "coco_folds": None,
         "dino_variant": "vitb14",
         "dino_input_size": 56,
         "dino_weights": "test",

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fssam.engine.tester import build_test_model, compose_config, evaluate_protocols
-from fssam.utils.config import ConfigError
+from fssam.engine.config import compose_config
+from fssam.engine.tester import build_test_model, evaluate_protocols
+from fssam.engine.config import ConfigError
 from fssam.utils.dist import DistInfo
 
 from .conftest import launch

@@ -10,7 +10,7 @@ from torch import nn
 
 from fssam.engine.prior_cache import (KEY_FIELDS, PriorCache, model_prior_settings,
                                      prior_cache_key)
-from fssam.utils.config import ConfigError
+from fssam.engine.config import ConfigError
 from fssam.utils.fingerprint import weights_fingerprint
 
 SETTINGS = {
@@ -20,7 +20,7 @@ SETTINGS = {
     "episodes": "release:321:0123456789abcdef",
     "image_size": 16,
     "support_annotation": "mask",
-    "coco_split": None,
+    "coco_folds": None,
     "dino_variant": "vitb14",
     "dino_input_size": 560,
     "dino_weights": "0123456789abcdef",
@@ -34,7 +34,7 @@ CHANGED = {
     "episodes": "seeds:321:0123456789abcdef",
     "image_size": 32,
     "support_annotation": "bbox",
-    "coco_split": "contiguous",
+    "coco_folds": "contiguous",
     "dino_variant": "vitl14",
     "dino_input_size": 518,
     "dino_weights": "fedcba9876543210",

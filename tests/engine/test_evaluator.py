@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
-from fssam.models.foreground import positive_foreground, sigmoid_foreground
+from fssam.contract import positive_foreground, sigmoid_foreground
 
 sys.path.insert(0, str(Path(__file__).parent))
 import evaluator_dist_worker as worker  # noqa: E402

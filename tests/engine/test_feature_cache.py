@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from fssam.data import build_dataset
-from fssam.data.episodic import episode_image_ids, image_identity
+from fssam.contract import episode_image_ids, image_identity
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader, run_evaluation
 from fssam.engine.feature_cache import FeatureCache, PassMemo

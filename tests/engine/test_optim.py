@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, constant_factor,
-                               load_optimizer_states, optimizer_states, poly_factor)
+from fssam.contract import ScheduledOptimizer, constant_factor, poly_factor
+from fssam.engine.optim import backward_and_step, load_optimizer_states, optimizer_states
 
 
 def test_zero_based_poly_is_designs_schedule_bit_for_bit():
     factor = poly_factor(0.9)
-    for done in (0, 1, 17, 99, 100):  # DESIGN.md section 5: finished steps, power 0.9
+    for done in (0, 1, 17, 99, 100):  # the 0-based poly schedule: finished steps, power 0.9
         assert 1e-3 * factor(done, 100) == 1e-3 * max(0.0, 1.0 - done / 100) ** 0.9
 
 

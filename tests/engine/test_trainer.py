@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from fssam.data.protocol import episode_sequence
-from fssam.data.toy import make_toy_pascal
+from fssam.tools.toy import make_toy_pascal
 from fssam.engine import validation as validation_module
+from fssam.engine import training
 from fssam.engine.checkpoint import load_checkpoint
-from fssam.engine.optim import poly_factor
+from fssam.engine.config import compose_config
+from fssam.contract import poly_factor
 from fssam.engine.schedule import epoch_validation_points, validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.trainer import NonFiniteLossError, Trainer
 from fssam.models.fssam import FSSAM
 
-from ..conftest import load_script
 from .conftest import records
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ def toy_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def script():
-    return load_script(ROOT / "train.py", "fssam_train_script")
+    return training
 
 
 def config(toy_root: Path, exp_dir: Path, *overrides: str):
@@ -47,8 +47,7 @@ def config(toy_root: Path, exp_dir: Path, *overrides: str):
             "trainer.batch_size=8", "trainer.epochs=2", "trainer.val_per_epoch=2",
             "trainer.val_episodes=2", "trainer.num_threads=1", "trainer.progress=false",
             "trainer.val_mid_epoch_delay=0"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        return compose("train", overrides=base + list(overrides))
+    return compose_config("train", base + list(overrides))
 
 
 def test_poly_schedule():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from fssam.data.toy import make_toy_pascal
+from fssam.engine.config import compose_config
+from fssam.engine.training import train
+from fssam.tools.toy import make_toy_pascal
 from fssam.engine.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +54,7 @@ def test_two_process_gloo_run_matches_one_process(tmp_path):
     assert ddp["iteration"] == 2 and ddp["iterations_per_epoch"] == 17 and len(ddp["rng"]) == 2
     assert not torch.equal(ddp["rng"][0]["torch"], ddp["rng"][1]["torch"])  # per-rank seeds
 
-    spec = importlib.util.spec_from_file_location("fssam_train_script", ROOT / "train.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
-        cfg = compose("train", overrides=overrides(tmp_path, tmp_path / "single", 2))
-    script.train(cfg)
+    train(compose_config("train", overrides(tmp_path, tmp_path / "single", 2)))
     single = load_checkpoint(tmp_path / "single" / RUN / "last.pt")
     initial = torch.load(PARITY / "micro_weights.pt", weights_only=True)["model"]
     moved = 0

@@ -11,21 +11,21 @@ import torch
 from hydra.utils import instantiate
 
 from fssam.data.folds import base_classes
-from fssam.data.toy import make_toy_pascal
+from fssam.tools.toy import make_toy_pascal
 from fssam.engine.checkpoint import load_checkpoint
-from fssam.engine.tester import compose_config
+from fssam.engine import training
+from fssam.engine.config import compose_config
 from fssam.engine.trainer import Trainer
 from fssam.models.hmnet import build_model
 from fssam.models.hmnet.model import TINY_SIZES
-from fssam.utils.config import model_kwargs
+from fssam.engine.config import model_kwargs
 from fssam.utils.dist import DistInfo
 from fssam.utils.seed import seed_everything
 
-from ..conftest import load_script
+from . import two_stage_worker as stages
 from .conftest import launch, records
 
 WORKER = Path(__file__).with_name("two_stage_worker.py")
-stages = load_script(WORKER, "two_stage_worker")
 CPU = DistInfo(0, 1, 0, torch.device("cpu"))
 
 
@@ -38,7 +38,7 @@ def toy(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def script():
-    return stages.load_train_script()
+    return training
 
 
 def base_cfg(toy, exp_dir: Path, *extra: str):

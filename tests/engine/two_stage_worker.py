@@ -3,13 +3,12 @@ test_two_stage_training.py: the base learner through train.py's config path, HMN
 the engine with its own recipe and loss.
 
 Run under ``torchrun`` (gloo), every rank trains, then writes its model's state to
-``<out>/rank<r>.pt``; the test loads the helpers below with importlib.
+``<out>/rank<r>.pt``; the test imports the helpers below.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -17,7 +16,8 @@ import torch
 from fssam.data import build_dataset
 from fssam.data.folds import novel_classes
 from fssam.engine.evaluate import build_eval_loader
-from fssam.engine.tester import compose_config
+from fssam.engine.config import compose_config
+from fssam.engine.training import build_trainer
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.trainer import Trainer, TrainSettings
 from fssam.engine.validation import EpisodicValidation
@@ -33,18 +33,11 @@ BACKBONE = "vgg"
 BASE_RUN = f"toy/PSPNet_tiny/split0/1shot/{BACKBONE}"
 
 
-def load_train_script():
-    spec = importlib.util.spec_from_file_location("fssam_train_script", ROOT / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def base_overrides(root: Path, lists: Path, exp_dir: Path, *extra: str) -> list[str]:
     """The base learner (tiny VGG PSPNet, random backbone) on toy fold 0, 64 px crops."""
     return ["dataset=toy", f"dataset.root={root}", f"dataset.cache_dir={lists}",
             f"exp_dir={exp_dir}", "model=pspnet_tiny", f"model.backbone={BACKBONE}",
-            f"model.image_size={SIZE}", "trainer.device=cpu", "trainer.amp=none",
+            f"model.run.input_size={SIZE}", "trainer.device=cpu", "trainer.amp=none",
             "trainer.batch_size=4", "trainer.epochs=2", "trainer.val_per_epoch=1",
             "trainer.val_batch_size=4", "trainer.num_workers=0", "trainer.num_threads=1",
             "trainer.log_every=1", "trainer.progress=false", *extra]
@@ -90,7 +83,7 @@ def main() -> None:
         if args.stage == "base":
             cfg = compose_config("train", base_overrides(
                 args.root, args.lists, args.exp, f"trainer.max_iterations={args.iterations}"))
-            trainer = load_train_script().build_trainer(cfg, info)
+            trainer = build_trainer(cfg, info)
         else:
             trainer = hmnet_trainer(args.root, args.lists, args.exp / "hmnet", info,
                                     max_iterations=args.iterations)

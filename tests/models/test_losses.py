@@ -1,4 +1,4 @@
-"""Dice loss of DESIGN.md §5."""
+"""The Dice loss (README: Training)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Support-Calibrated Memory Attention (SCMA, DESIGN.md §4).
+"""Support-Calibrated Memory Attention (SCMA, README: The model).
 
 ``CalibratedRoPEAttention`` takes the place of the cross-attention of each SAM 2
 memory-attention layer. It adopts that layer's own projection modules and RoPE tables (the

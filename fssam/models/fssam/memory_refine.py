@@ -1,4 +1,4 @@
-"""Iterative Memory Refinement (IMR, DESIGN.md §3) and the masked-prototype helpers.
+"""Iterative Memory Refinement (IMR, README: The model) and the masked-prototype helpers.
 
 The query's ``fb`` memory (encoded from the FG-minus-BG prior) is pulled towards its ``fg``
 memory where both the support prototype and the current ``fb`` prototype agree.

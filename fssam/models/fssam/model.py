@@ -12,20 +12,18 @@ import torch.nn.functional as F
 from sam2.modeling.sam2_base import SAM2Base
 from torch import Tensor, nn
 
-from fssam.data.episodic import episode_image_ids
-from fssam.engine.feature_cache import Features, Memo, encoded
+from fssam.contract import (IGNORE_LABEL, Features, Memo, encoded, episode_image_ids,
+                            sigmoid_foreground)
 from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
 from fssam.models.fssam.prior import PseudoPromptGenerator
-from fssam.models.foreground import sigmoid_foreground
 from fssam.models.losses import dice_loss
 from fssam.models.trainable import load_exactly
 from fssam.utils.fingerprint import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
-IGNORE_LABEL = 255
 TRAINABLE_MODULES = ("sam_mask_decoder", "memory_encoder", "memory_attention")
 SAM2_ENCODER, DINO_ENCODER = "sam2", "dinov2"
 
@@ -82,7 +80,7 @@ class FSSAM(nn.Module):
 
     @staticmethod
     def foreground(logits: Tensor) -> Tensor:
-        """Foreground of logits at the label size: ``sigmoid >= 0.5`` (DESIGN.md section 6)."""
+        """Foreground of logits at the label size: ``sigmoid >= 0.5`` (README: Metrics)."""
         return sigmoid_foreground(logits)
 
     def loss(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> dict[str, Tensor]:

@@ -1,4 +1,4 @@
-"""Pseudo Prompt Generator (PPG): frozen DINOv2 features -> query priors (DESIGN.md §1).
+"""Pseudo Prompt Generator (PPG): frozen DINOv2 features -> query priors (README: The model).
 
 ``generate_priors`` is the prior math on given features; ``PseudoPromptGenerator`` runs DINOv2
 (timm) on the images first. ``load_dinov2_state_dict`` maps weights in the original DINOv2 key
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer, checkpoint_filter_fn
 from torch import Tensor, nn
 
+from fssam.contract import IGNORE_LABEL
 from fssam.utils.fingerprint import state_fingerprint
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PROTOTYPE_EPS = 5e-4
 COSINE_EPS = 1e-7
 POS_EMBED_OFFSET = 0.1  # DINOv2 resizes its grid with scale (new + 0.1) / old
-IGNORE_LABEL = 255
 
 
 def checkpoint_filename(variant: str) -> str:

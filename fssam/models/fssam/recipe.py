@@ -1,4 +1,4 @@
-"""FSSAM's training recipe (DESIGN.md section 5): AdamW over SAM 2's mask decoder, memory
+"""FSSAM's training recipe (README: Training): AdamW over SAM 2's mask decoder, memory
 encoder and memory attention, per-iteration poly decay over all iterations, no warm-up."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from fssam.engine.optim import ScheduledOptimizer, poly_factor
+from fssam.contract import ScheduledOptimizer, poly_factor
 
 
 def fssam_optimizers(model: torch.nn.Module, *, lr: float = 1e-3, weight_decay: float = 0.0,

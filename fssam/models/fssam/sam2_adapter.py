@@ -121,10 +121,6 @@ class ImageFeatures:
         return [f.permute(1, 2, 0).unflatten(2, s) for f, s in zip(self.feats, self.sizes)]
 
     @property
-    def top_map(self) -> Tensor:
-        return self.maps()[-1]
-
-    @property
     def top_pos_map(self) -> Tensor:
         return self.top_pos.permute(1, 2, 0).unflatten(2, self.sizes[-1])
 

@@ -53,10 +53,9 @@ def build_model(*, backbone: str = "resnet50", shot: int = 1, num_base_classes: 
 
 def build_pspnet(*, backbone: str = "resnet50", num_base_classes: int = 15,
                  imagenet_checkpoint: str | Path | None = None, backbone_width: int = 64,
-                 head_dim: int = 512, image_size: int | None = None) -> PSPNet:
+                 head_dim: int = 512) -> PSPNet:
     """The PSPNet base learner (BAM stage 1) with ImageNet backbone weights (None: random
-    weights, with a warning). ``image_size`` (the data's crop side, from the config) is not
-    the network's: it takes any size."""
+    weights, with a warning); it takes inputs of any size."""
     model = PSPNet(backbone=backbone, num_base_classes=num_base_classes,
                    backbone_width=backbone_width, head_dim=head_dim)
     if imagenet_checkpoint is None:

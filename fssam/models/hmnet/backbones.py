@@ -1,4 +1,4 @@
-"""HMNet's backbones as ``layer0..layer4`` stages (HMNET.md section 2.1).
+"""HMNet's backbones as ``layer0..layer4`` stages (README: HMNet).
 
 - ResNet-50 "v2" (PSPNet style): a deep stem of three 3x3 convolutions, torchvision
   Bottleneck stages, output stride 8 (every block of layer3 dilated 2, of layer4 dilated 4).

@@ -1,4 +1,4 @@
-"""Checks of HMNet's config keys (``model.checks`` of configs/model/hmnet.yaml) and of its base
+"""Checks of HMNet's config keys (``model.run.checks`` of fssam/configs/model/hmnet.yaml) and of its base
 learner's (configs/model/pspnet.yaml). Errors name the key and value."""
 
 from __future__ import annotations
@@ -6,24 +6,23 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from fssam.data.folds import base_classes
-from fssam.models.hmnet.backbones import BACKBONES
 from fssam.models.hmnet.model import WINDOW_RATIO
-from fssam.utils.config import check_choice, check_int, check_number, fail
+from fssam.utils.checks import check_int, check_number, fail
 
 
 def check_base_class_count(cfg: DictConfig) -> None:
     """``model.num_base_classes`` must be the fold's base-class count (15 PASCAL, 60 COCO)."""
     check_int(cfg, "model.num_base_classes", 1)
-    expected = len(base_classes(cfg.dataset.protocol, cfg.split, cfg.dataset.coco_split))
+    benchmark = str(cfg.dataset.benchmark)
+    expected = len(base_classes(benchmark, cfg.split, str(cfg.dataset.coco_folds)))
     if cfg.model.num_base_classes != expected:
         fail("model.num_base_classes", cfg.model.num_base_classes,
-             f"{cfg.dataset.protocol} has {expected} base classes per fold (the experiments "
-             f"{cfg.dataset.protocol}_hmnet and {cfg.dataset.protocol}_base set it)")
+             f"{benchmark} has {expected} base classes per fold (the experiments "
+             f"{benchmark}_hmnet and {benchmark}_base set it)")
 
 
 def check_config(cfg: DictConfig) -> None:
-    """``model.*`` of an HMNet config: backbone, grid, widths, base classes."""
-    check_choice(cfg, "model.backbone", BACKBONES)
+    """Ranges of ``model.*`` in an HMNet config: grid, widths, base classes."""
     check_int(cfg, "model.grid", WINDOW_RATIO)
     if cfg.model.grid % WINDOW_RATIO:
         fail("model.grid", cfg.model.grid, f"must be a multiple of {WINDOW_RATIO}")
@@ -39,8 +38,7 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def check_pspnet_config(cfg: DictConfig) -> None:
-    """``model.*`` and ``model.optim.*`` of the PSPNet base learner's config."""
-    check_choice(cfg, "model.backbone", BACKBONES)
+    """Ranges of ``model.*`` and ``model.optim.*`` in the PSPNet base learner's config."""
     for key in ("backbone_width", "head_dim"):
         check_int(cfg, f"model.{key}", 1)
     check_base_class_count(cfg)

@@ -1,4 +1,4 @@
-"""The meta learner's convolutions around the Mamba stack: feature reductions (HMNET.md
+"""The meta learner's convolutions around the Mamba stack: feature reductions (README: HMNet;
 2.4), merges (2.7) and the decoder (2.9: ASPP, res1, res2, cls_meta)."""
 
 from __future__ import annotations

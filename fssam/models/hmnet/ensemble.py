@@ -1,4 +1,4 @@
-"""The Gram-matrix ensemble of the meta and base learners (HMNET.md 2.10)."""
+"""The Gram-matrix ensemble of the meta and base learners (README: HMNet)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def combine_shots(est_shots: Tensor, reweighter: nn.Module | None, *, rank_fix: 
 
     K = 1 (``reweighter`` None): the value itself. K > 1: weights
     ``softmax_k(kshot_rw(sorted values))``; the release multiplies the weight of the j-th
-    smallest value with the j-th shot in INPUT order (quirk Q2, default); ``rank_fix``
+    smallest value with the j-th shot in INPUT order (the release's; default); ``rank_fix``
     gives each shot the weight of its rank, as BAM does.
     """
     if reweighter is None:

@@ -1,13 +1,12 @@
-"""HMNet's training losses (HMNET.md section 3, quirk Q13)."""
+"""HMNet's training losses (README: Training HMNet)."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from fssam.contract import IGNORE_LABEL
 from fssam.models.losses import dice_loss
-
-IGNORE_LABEL = 255
 
 
 def hmnet_losses(final: Tensor, meta: Tensor, target: Tensor, *,

@@ -1,11 +1,11 @@
-"""HMNet's Mamba stack (HMNET.md §2.8): blocks alternating self (even) and hybrid (odd) SS2D.
+"""HMNet's Mamba stack (README: HMNet): blocks alternating self (even) and hybrid (odd) SS2D.
 
 ``VSSM`` takes the merged query and support maps channels-first (b, dim, S, S) and returns
 the query after the final LayerNorm (the caller applies the ReLU). Its state-dict keys are
 the release's under ``mamba.``: ``layers.0.blocks.{i}.{ln_1, self_attention, ln_2, mlp_q,
 mlp_s}.*`` and ``norm.*``.
 
-The support output of the last block is never used (quirk Q8), so the last block skips the
+The support output of the last block is never used (as the release), so the last block skips the
 work that only serves it (its support gate, ``out_proj_s``, ``mlp_s``; a hybrid last block
 still computes the support's input, which its query scan reads). Those weights exist, load
 and get no gradient, as in the release.

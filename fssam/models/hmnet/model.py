@@ -1,5 +1,5 @@
 """HMNet: a frozen PSPNet base learner, a Mamba meta learner and their Gram-matrix ensemble
-(HMNET.md section 2). Defaults reproduce the authors' release."""
+(README: HMNet). Defaults reproduce the authors' release."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fssam.engine.feature_cache import Features, Memo, encoded
-from fssam.models.foreground import positive_foreground
+from fssam.contract import Features, Memo, encoded, positive_foreground
 from fssam.models.hmnet import ensemble as ens
 from fssam.models.hmnet.backbones import BACKBONES, backbone_stages, feature_channels
 from fssam.models.hmnet.decoder import decode, merge, meta_decoder, reduction
@@ -35,7 +34,7 @@ TINY_SIZES = {"grid": 16, "backbone_width": 8, "head_dim": 16, "reduce_dim": 16,
 
 
 def check_grid(grid: int | tuple[int, int]) -> int:
-    """The Mamba grid side S: square and divisible by the window ratio 4 (quirk Q6)."""
+    """The Mamba grid side S: square and divisible by the window ratio 4 (as the release)."""
     if not isinstance(grid, int):
         if len(grid) != 2 or grid[0] != grid[1]:
             raise ValueError(f"HMNet grid {tuple(grid)} must be square")
@@ -50,7 +49,7 @@ class HMNet(nn.Module):
 
     ``backbone`` "resnet50" | "vgg"; ``num_base_classes`` 15 (PASCAL) | 60 (COCO);
     ``grid`` the Mamba grid side S (64 PASCAL, 80 COCO); ``qim_per_channel_d`` and
-    ``kshot_rank_fix`` switch on the corrected behaviour of quirks Q1 and Q2.
+    ``kshot_rank_fix`` switch on the corrected behaviour (docs/PROTOCOL.md).
     ``backbone_width`` (64), ``head_dim`` (512), ``reduce_dim`` (256) and ``mamba_depth`` (8)
     shrink the model for tests; the defaults are the release's.
     """
@@ -92,7 +91,7 @@ class HMNet(nn.Module):
     # -- parameters and modes ---------------------------------------------------------
     def train(self, mode: bool = True) -> HMNet:
         """As ``nn.Module.train``, but every BatchNorm (all in the frozen part) stays in eval
-        mode; the base head's Dropout2d follows ``mode`` (quirk Q9)."""
+        mode; the base head's Dropout2d follows ``mode`` (as the release)."""
         super().train(mode)
         for module in self.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):

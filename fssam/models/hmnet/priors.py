@@ -1,4 +1,4 @@
-"""Support masks, prototypes and the two prior maps (HMNET.md 2.5 and 2.6).
+"""Support masks, prototypes and the two prior maps (README: HMNet).
 
 Shapes: ``b`` episodes, ``K`` shots, ``S`` grid side; support tensors are (b, K, ...).
 """

@@ -1,4 +1,4 @@
-"""The PSPNet base learner (BAM stage 1, HMNET.md 2.2) and the features HMNet takes from it
+"""The PSPNet base learner (BAM stage 1, README: HMNet) and the features HMNet takes from it
 (2.3).
 
 ``PSPNet`` is a plain semantic segmenter over the background and the base classes:
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fssam.models.hmnet.backbones import backbone_stages, feature_channels
-from fssam.models.hmnet.losses import IGNORE_LABEL
+from fssam.contract import IGNORE_LABEL
 
 PIXEL_MEAN = (0.485, 0.456, 0.406)
 PIXEL_STD = (0.229, 0.224, 0.225)

@@ -1,4 +1,4 @@
-"""HMNet's optimisers: the meta-training recipe (HMNET.md section 4.1, quirk Q10) and the
+"""HMNet's optimisers: the meta-training recipe (README: Training HMNet) and the
 base learner's (BAM stage 1, section 4.3).
 
 Meta-training: two optimisers, both stepped every iteration:
@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fssam.engine.optim import ScheduledOptimizer, constant_factor, poly_factor
+from fssam.contract import ScheduledOptimizer, constant_factor, poly_factor
 from fssam.models.hmnet.pspnet import BACKBONE_MODULES
 
 SGD_MODULES = ("down_query", "down_supp", "init_merge_query", "init_merge_supp", "ASPP_meta",

@@ -1,4 +1,4 @@
-"""SS2D of HMNet's Mamba stack (HMNET.md §2.8): the self core and the hybrid core.
+"""SS2D of HMNet's Mamba stack (README: HMNet): the self core and the hybrid core.
 
 One ``SS2D`` serves one block: its scan parameters (``x_proj_weight``, ``dt_projs_weight``,
 ``dt_projs_bias``, ``A_logs``, ``Ds``) and ``out_norm`` are shared by the query and the support
@@ -97,7 +97,7 @@ class SS2D(nn.Module):
     support-recapped scan (SRM) over [support | query window] × r², the support state
     ``h̄`` (no gradient) and the query-intercepted step (QIM); the query gets
     SRM + up(QIM), the support up(its first recap's outputs). ``qim_per_channel_d`` makes
-    the QIM use ``Ds[0:d_inner]`` instead of the release's scalar ``Ds[0]`` (quirk Q1).
+    the QIM use ``Ds[0:d_inner]`` instead of the release's scalar ``Ds[0]`` (as the release).
     """
 
     def __init__(self, *, dim: int, d_inner: int, d_state: int, dt_rank: int,
@@ -130,7 +130,7 @@ class SS2D(nn.Module):
                                  persistent=False)
 
     def _init_parameters(self) -> None:
-        """HMNET.md §2.8 "Initialisation" (training from scratch); convs keep PyTorch's."""
+        """The release's initialisation for training from scratch; convs keep PyTorch's."""
         k, d = DIRECTIONS, self.d_inner
         nn.init.uniform_(self.x_proj_weight, -d ** -0.5, d ** -0.5)
         nn.init.uniform_(self.dt_projs_weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)

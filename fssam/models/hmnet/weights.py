@@ -1,4 +1,4 @@
-"""Strict loaders of the weight files HMNet's release uses (HMNET.md section 5).
+"""Strict loaders of the weight files HMNet's release uses (README: HMNet weights).
 
 - ImageNet backbones: ``resnet50_v2.pth`` (deep-stem ResNet-50: ``conv1/bn1/conv2/bn2/conv3/
   bn3``, ``layer1..4``, ``fc``) and torchvision's ``vgg16_bn.pth`` (``features.i``,

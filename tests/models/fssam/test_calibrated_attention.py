@@ -73,7 +73,7 @@ def test_attend_memory_needs_installed_attention(sam2_factory, parity):
 
 
 def reference_calibration(q, k, v, masks):
-    """DESIGN.md §4 steps 2-5 written out per sample, head and shot (default K-shot)."""
+    """README: The model steps 2-5 written out per sample, head and shot (default K-shot)."""
     b, heads, n, d = q.shape
     shots = masks.shape[1]
     logits_out = []

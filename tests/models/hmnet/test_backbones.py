@@ -1,6 +1,6 @@
 """Backbones, the PSPNet base learner and the whole model's parameters against the release's
 layout: state-dict keys and shapes (the parity weights' key list), strides and dilations,
-and HMNET.md section 3's parameter counts."""
+and the release's parameter counts."""
 
 from __future__ import annotations
 

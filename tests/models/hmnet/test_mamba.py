@@ -1,5 +1,5 @@
 """The Mamba stack (VSSM) against the release's small VSSM case, its weight layout, its
-initialisation and the last block's unused support branch (quirk Q8)."""
+initialisation and the last block's unused support branch (as the release)."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_release_weights_load_strictly(release_weights, backbone):
     model = VSSM(grid_size=64)
     assert list(model.state_dict()) == list(state)          # same keys, same order
     model.load_state_dict(state, strict=True)
-    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 9.84   # HMNET.md §3
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 9.84   # the release's parameter count
 
 
 def test_initialisation():

@@ -1,13 +1,14 @@
-"""HMNet as a whole on tiny configurations: shots, support order (quirk Q2), train vs eval
-(quirk Q9), frozen parts, the frozen-feature path, parameter groups and input checks."""
+"""HMNet as a whole on tiny configurations: shots, support order (as the release), train vs eval
+(as the release), frozen parts, the frozen-feature path, parameter groups and input checks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from fssam.data.episodic import episode_images
-from fssam.engine.feature_cache import BatchFeatures, FeatureCache, supports_feature_cache
+from fssam.contract import episode_images
+from fssam.contract import supports_feature_cache
+from fssam.engine.feature_cache import BatchFeatures, FeatureCache
 from fssam.models.hmnet import HMNet
 from fssam.models.hmnet.losses import hmnet_losses
 from fssam.models.hmnet.model import FROZEN_MODULES, TINY_SIZES
@@ -163,7 +164,7 @@ def test_only_the_meta_learner_trains():
     out = model(batch)
     (out["final"].sum() + out["meta"].sum()).backward()
     last = f"mamba.layers.0.blocks.{len(model.mamba.blocks) - 1}."
-    unused = (last + "self_attention.out_proj_s.", last + "mlp_s.")  # quirk Q8
+    unused = (last + "self_attention.out_proj_s.", last + "mlp_s.")  # the release never uses them
     for name, p in model.named_parameters():
         frozen = name.startswith(tuple(f"{m}." for m in FROZEN_MODULES))
         assert p.requires_grad != frozen, name

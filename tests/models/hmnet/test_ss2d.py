@@ -97,7 +97,7 @@ def test_hybrid_ss2d_matches_release(cases, recorded):
     close(qim["h"], cases["mix.cross_h_s"], "mix.cross_h_s")
     for name, key in (("u", "u"), ("delta", "delta"), ("A", "A"), ("D", "D")):
         close(qim[name], cases[f"mix.cross_{key}"], f"mix.cross_{key}")
-    assert qim["D"].shape == cases["mix.cross_D"].shape == (1,)     # quirk Q1: scalar Ds[0]
+    assert qim["D"].shape == cases["mix.cross_D"].shape == (1,)     # the release's scalar Ds[0]
     close(qim["B"], cases["mix.cross_B"][:, 0], "mix.cross_B")
     close(qim["C"], cases["mix.cross_C"][:, 0], "mix.cross_C")
     close(qim["delta_bias"], cases["mix.scan_delta_bias"][:16], "mix.cross delta_bias")

@@ -1,5 +1,5 @@
 """The selective scan as a plain per-token loop: the definition the fast scans are tested
-against (HMNET.md section 2.8)."""
+against (README: HMNet)."""
 
 from __future__ import annotations
 
