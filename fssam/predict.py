@@ -12,7 +12,6 @@ method's rule (FSSAM: sigmoid >= 0.5; HMNet: the argmax of its two channels).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import pickle
 from collections.abc import Sequence
@@ -23,25 +22,20 @@ import cv2
 import numpy as np
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_method, instantiate
 from omegaconf import OmegaConf
 
 from fssam.data.user_images import (InputError, Support, list_queries, load_supports,
                                     read_image, to_model_input)
+from fssam.engine.build import build_model
 from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.evaluate import autocast
 from fssam.engine.evaluator import logits_to_prediction
-from fssam.engine.tester import compose_config
-from fssam.utils.config import model_kwargs
+from fssam.engine.config import compose_config
+from fssam.engine.config import model_group as model_group_of
 
 log = logging.getLogger(__name__)
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
-NO_FILE = "none"  # as a weight file: random initialisation (tests and demos only)
-# Flags that override one key of the model settings (FSSAM's builder arguments).
-MODEL_FLAGS = ("sam2_config", "sam2_checkpoint", "image_size", "dino_variant",
-               "dino_checkpoint", "dino_input_size", "dino_kwargs", "num_refine",
-               "refine_version", "legacy_kshot")
 
 
 def _apply_overrides(group: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -56,28 +50,20 @@ def _apply_overrides(group: dict[str, Any], overrides: Sequence[str]) -> dict[st
 
 def model_group(args: argparse.Namespace, config: dict | None) -> dict[str, Any]:
     """The model settings (a config's ``model`` group): the checkpoint's saved training
-    config, else configs/test.yaml composed with ``--override`` (default: FSSAM with SAM 2-S
-    and DINOv2-B at 512; ``shot`` defaults to the number of supports); then the flags."""
+    config with ``--override model.<key>=value``, else fssam/configs/test.yaml composed with
+    the ``--override`` Hydra overrides (default: FSSAM with SAM 2-S and DINOv2-B at 512;
+    ``shot`` defaults to the number of supports)."""
     overrides = list(args.override or [])
     if config is not None and "model" in config:
-        group = _apply_overrides(dict(config["model"]), overrides)
-    else:
-        if not any(o.startswith("shot=") for o in overrides):
-            overrides.append(f"shot={len(args.support_images)}")
-        try:
-            composed = compose_config("test", overrides)
-        except Exception as err:  # Hydra names the override it cannot apply
-            raise InputError(f"--override {' '.join(overrides)}: {err}") from err
-        group = OmegaConf.to_container(composed.model, resolve=True)
-    for name in MODEL_FLAGS:
-        given = getattr(args, name, None)
-        if given is None:
-            continue
-        if name not in group:
-            raise InputError(f"--{name.replace('_', '-')} does not apply to model "
-                             f"{group.get('name')}")
-        group[name] = None if given == NO_FILE else given
-    return group
+        saved = OmegaConf.to_container(model_group_of(config["model"]), resolve=True)
+        return _apply_overrides(saved, overrides)
+    if not any(o.startswith("shot=") for o in overrides):
+        overrides.append(f"shot={len(args.support_images)}")
+    try:
+        composed = compose_config("test", overrides)
+    except Exception as err:  # Hydra names the override it cannot apply
+        raise InputError(f"--override {' '.join(overrides)}: {err}") from err
+    return OmegaConf.to_container(composed.model, resolve=True, enum_to_str=True)
 
 
 def _read_checkpoint(path: Path, fmt: str) -> dict | None:
@@ -102,27 +88,23 @@ def load_model(args: argparse.Namespace, device: torch.device) -> tuple[torch.nn
     state = _read_checkpoint(checkpoint, args.checkpoint_format)
     group = model_group(args, None if state is None else state.get("config"))
     log.info("model settings: %s", group)
-    kwargs = model_kwargs(OmegaConf.create(group), release=state is None)
+    weights = "release" if state is None else "ours"
     try:
-        model = instantiate(kwargs)
+        model = build_model(group, weights=weights, checkpoint=checkpoint,
+                            state=None if state is None else state["model"])
     except InstantiationException as err:  # a missing weight file names itself
         raise err.__cause__ if isinstance(err.__cause__, FileNotFoundError) else InputError(
-            f"cannot build model {group.get('name')}: {err}") from err
-    try:
-        if state is not None:
-            model.load_trainable_state_dict(state["model"])
-        else:
-            get_method(group["release"]["loader"])(model, checkpoint)
+            f"cannot build model {group['run']['name']}: {err}") from err
     except (pickle.UnpicklingError, EOFError) as err:
         raise InputError(f"cannot read checkpoint {checkpoint}: {err}") from err
     except (KeyError, RuntimeError) as err:
         reason = err.args[0] if err.args else err
         raise InputError(
-            f"{checkpoint} does not fit the model {group.get('name')} built from "
+            f"{checkpoint} does not fit the model {group['run']['name']} built from "
             f"{group.get('sam2_config', group.get('backbone'))}: {reason}. Check the model "
             f"settings (flags, --override: e.g. the SAM 2 size or backbone it was trained "
             f"with) and --checkpoint-format") from err
-    return model.to(device).eval(), int(group["image_size"])
+    return model.to(device).eval(), int(group["run"]["input_size"])
 
 
 def overlay(rgb: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -219,20 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group(
         "model settings (default: the checkpoint's saved config, else SAM 2-S + DINOv2-B at 512)")
     model.add_argument("--override", nargs="+", metavar="KEY=VALUE",
-                       help="Hydra overrides of configs/test.yaml for a checkpoint without a "
-                            "saved config (e.g. experiment=coco_hmnet dataset=coco "
-                            "model.backbone=vgg), else model.<key>=value of the saved one")
-    model.add_argument("--sam2-config", help="sam2 package config name or a yaml path")
-    model.add_argument("--sam2-checkpoint", help="SAM 2 weights ('none': random)")
-    model.add_argument("--image-size", type=int)
-    model.add_argument("--dino-variant", choices=("vitb14", "vitl14", "vitg14"))
-    model.add_argument("--dino-checkpoint", help="original DINOv2 weights ('none': random)")
-    model.add_argument("--dino-input-size", type=int)
-    model.add_argument("--dino-kwargs", type=json.loads, help="JSON dict for the timm ViT")
-    model.add_argument("--num-refine", type=int)
-    model.add_argument("--refine-version", choices=("v1", "v2"))
-    model.add_argument("--legacy-kshot", action=argparse.BooleanOptionalAction, default=None,
-                       help="the authors' 5-shot behaviour (for their 5-shot checkpoints)")
+                       help="Hydra overrides, as train.py and test.py take them: of "
+                            "fssam/configs/test.yaml for a checkpoint without a saved config "
+                            "(e.g. sam2=large model.legacy_kshot=true, or experiment=coco_hmnet "
+                            "dataset=coco model.backbone=vgg), else model.<key>=value of the "
+                            "saved one (e.g. model.num_refine=2)")
     return parser
 
 

@@ -1,9 +1,10 @@
-"""Helpers shared by every test directory: importing a script as a module and one
+"""Helpers shared by every test directory: the module behind an entry-point script, and one
 intra-op thread."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -14,13 +15,13 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 
 
-def load_script(script: Path, name: str | None = None) -> ModuleType:
-    """``script`` (a file, e.g. ``SCRIPTS / "demo.py"``) imported as a fresh module named
-    ``name`` (default: the file's stem; ``"__main__"`` runs its main block)."""
-    spec = importlib.util.spec_from_file_location(name or script.stem, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script_module(script: Path) -> ModuleType:
+    """The module whose ``main`` the entry-point file ``script`` (``scripts/*.py``,
+    ``train.py``...) runs: every such file is a thin wrapper around one module."""
+    assert script.is_file(), f"{script} does not exist"
+    found = re.search(r"^from (fssam[\w.]*) import main$", script.read_text(), re.MULTILINE)
+    assert found, f"{script} does not run a fssam module's main"
+    return importlib.import_module(found.group(1))
 
 
 @pytest.fixture(scope="module")

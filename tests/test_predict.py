@@ -3,7 +3,6 @@ on synthetic images; the written masks equal what evaluation computes."""
 
 from __future__ import annotations
 
-import json
 import logging
 import runpy
 import shutil
@@ -22,21 +21,22 @@ PARITY = REPO / "tests" / "fixtures" / "parity"
 MICRO = {"sam2_config": str(PARITY / "sam2_micro_v1.yaml"),
          "sam2_checkpoint": str(PARITY / "micro_weights.pt"),
          "dino_kwargs": {"embed_dim": 32, "depth": 1, "num_heads": 2}}  # = fssam_tiny_dino
-MICRO_FLAGS = ["--sam2-config", MICRO["sam2_config"], "--sam2-checkpoint",
-               MICRO["sam2_checkpoint"], "--image-size", "128", "--dino-input-size", "56",
-               "--dino-checkpoint", "none", "--dino-kwargs", json.dumps(MICRO["dino_kwargs"])]
+# the model settings of an authors' file (no saved config): Hydra overrides
+MICRO_FLAGS = ["--override", "sam2=micro", "model=fssam_tiny_dino",
+               f"sam2.config={MICRO['sam2_config']}", f"sam2.checkpoint={MICRO['sam2_checkpoint']}",
+               "sam2.image_size=128"]
 
 
 def _micro_config() -> dict:
     """The resolved training config of a micro run, as train.py stores it in checkpoints."""
     from omegaconf import OmegaConf
 
-    from fssam.engine.tester import compose_config
+    from fssam.engine.config import compose_config
 
     cfg = compose_config("train", ["sam2=micro", "model=fssam_tiny_dino",
                                    f"sam2.config={MICRO['sam2_config']}",
                                    f"sam2.checkpoint={MICRO['sam2_checkpoint']}"])
-    return OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
 def _micro_model(config: dict) -> torch.nn.Module:
@@ -44,7 +44,7 @@ def _micro_model(config: dict) -> torch.nn.Module:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from fssam.utils.config import model_kwargs
+    from fssam.engine.config import model_kwargs
 
     torch.manual_seed(0)
     return instantiate(model_kwargs(OmegaConf.create(config["model"]))).eval()
@@ -53,7 +53,7 @@ def _micro_model(config: dict) -> torch.nn.Module:
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Two supports and a folder of two queries of one class, from the synthetic dataset."""
-    from fssam.data.toy import make_toy_pascal
+    from fssam.tools.toy import make_toy_pascal
 
     root = tmp_path_factory.mktemp("toy")
     meta = make_toy_pascal(root, num_images=16, seed=0, workers=1)
@@ -90,7 +90,7 @@ def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[n
     """What evaluation computes: float images through eval_transform, logits_to_prediction."""
     from fssam.data.transforms import eval_transform
     from fssam.engine.evaluator import logits_to_prediction
-    from fssam.models.foreground import sigmoid_foreground
+    from fssam.contract import sigmoid_foreground
 
     def prepared(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         image, mask = eval_transform(image.astype(np.float32), mask, 128)
@@ -188,7 +188,7 @@ def test_checkpoint_errors(toy, tmp_path, caplog):
     assert "--checkpoint-format release" in caplog.text and str(toy["release"]) in caplog.text
     caplog.clear()
     missing = tmp_path / "dinov2_vitb14_pretrain.pth"
-    flags = [f if f != "none" else str(missing) for f in MICRO_FLAGS]
+    flags = [*MICRO_FLAGS, f"model.dino_checkpoint={missing}"]
     assert main(["--checkpoint", str(toy["release"]), "--checkpoint-format", "release",
                  *flags, *common]) == 2
     assert str(missing) in caplog.text and "download_weights.py" in caplog.text

@@ -12,13 +12,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from fssam.data.toy import make_toy_pascal
+from fssam.tools.toy import make_toy_pascal
 from fssam.data.transforms import eval_transform
 from fssam.engine.evaluator import logits_to_prediction
-from fssam.engine.tester import compose_config
-from fssam.models.foreground import positive_foreground
+from fssam.engine.config import compose_config
+from fssam.contract import positive_foreground
 from fssam.predict import main
-from fssam.utils.config import model_kwargs
+from fssam.engine.config import model_kwargs
 
 TINY = ["model=hmnet_tiny", "dataset=toy", "shot=2"]
 
@@ -38,7 +38,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict:
         label = cv2.imread(str(voc / "SegmentationClassAug" / f"{name}.png"), cv2.IMREAD_GRAYSCALE)
         cv2.imwrite(str(root / f"{name}_mask.png"), (label == cls).astype(np.uint8))
         masks.append(root / f"{name}_mask.png")
-    config = OmegaConf.to_container(compose_config("train", TINY), resolve=True)
+    config = OmegaConf.to_container(compose_config("train", TINY), resolve=True,
+                                    enum_to_str=True)
     torch.manual_seed(0)
     model = instantiate(model_kwargs(OmegaConf.create(config["model"]))).eval()
     files = {"supports": [voc / "JPEGImages" / f"{n}.jpg" for n in names[:2]], "masks": masks,

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from fssam.data.user_images import InputError, read_mask
-from fssam.engine.tester import compose_config
+from fssam.engine.config import compose_config
 from fssam.predict import build_parser, main, model_group
 
 
@@ -156,22 +156,21 @@ def _args(*extra: str):
                                       "--query", "q.jpg", *extra])
 
 
-def test_settings_precedence_flags_over_saved_config():
-    args = _args("--num-refine", "5", "--dino-checkpoint", "none")
+def test_settings_precedence_overrides_over_saved_config():
+    args = _args("--override", "model.num_refine=5", "model.dino_checkpoint=null")
     config = OmegaConf.to_container(compose_config("train", ["model.num_refine=2",
                                                              "model.dino_variant=vitl14",
                                                              "sam2.image_size=256"]),
-                                    resolve=True)
+                                    resolve=True, enum_to_str=True)
     group = model_group(args, config)
-    assert group["num_refine"] == 5 and group["dino_checkpoint"] is None  # flags
+    assert group["num_refine"] == 5 and group["dino_checkpoint"] is None  # overrides
     assert group["dino_variant"] == "vitl14" and group["image_size"] == 256  # saved config
     assert group["sam2_config"] == "sam2_hiera_s.yaml" and group["legacy_kshot"] is False
     config["model"]["legacy_kshot"] = True
-    assert model_group(args, config)["legacy_kshot"] is True
-    args.legacy_kshot = False  # --no-legacy-kshot
-    assert model_group(args, config)["legacy_kshot"] is False
-    args.override = ["model.num_refine=7", "model.refine_version=v2"]
-    assert model_group(args, config)["refine_version"] == "v2"
+    assert model_group(_args(), config)["legacy_kshot"] is True
+    args.override = ["model.legacy_kshot=false", "model.refine_version=v2"]
+    group = model_group(args, config)
+    assert group["refine_version"] == "v2" and group["legacy_kshot"] is False
     args.override = ["experiment=pascal_hmnet"]
     with pytest.raises(InputError, match="only model.<key>=value overrides"):
         model_group(args, config)
@@ -179,15 +178,15 @@ def test_settings_precedence_flags_over_saved_config():
 
 def test_settings_without_a_saved_config_come_from_the_configs():
     group = model_group(_args(), None)
-    assert (group["name"], group["sam2_config"], group["image_size"]) == (
+    assert (group["run"]["name"], group["sam2_config"], group["image_size"]) == (
         "FSSAM", "sam2_hiera_s.yaml", 512)
     group = model_group(_args("--override", "experiment=coco_hmnet", "dataset=coco",
                               "model.backbone=vgg"), None)
-    assert (group["name"], group["backbone"], group["shot"], group["image_size"]) == (
+    assert (group["run"]["name"], group["backbone"], group["shot"], group["image_size"]) == (
         "HMNet", "vgg", 2, 633)  # shot: the number of supports
     assert group["release"]["build_without"] == ["base_learner_checkpoint"]
-    with pytest.raises(InputError, match="--sam2-config does not apply to model HMNet"):
-        model_group(_args("--override", "model=hmnet", "--sam2-config", "x.yaml"), None)
+    with pytest.raises(InputError, match="--override model=hmnet model.sam2_config=x.yaml"):
+        model_group(_args("--override", "model=hmnet", "model.sam2_config=x.yaml"), None)
     with pytest.raises(InputError, match="--override model=nothing"):
         model_group(_args("--override", "model=nothing"), None)
 
