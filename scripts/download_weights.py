@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from fssam.utils.weights import main
+from fssam.tools.weights import main
 
 if __name__ == "__main__":
     raise SystemExit(main(default_dest=Path(__file__).resolve().parents[1] / "pretrained"))
