@@ -23,10 +23,11 @@ from pathlib import Path
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from fssam.engine.tester import compose_config, validate_test_config
-from fssam.utils.config import per_process_batch, validate_config, validate_trainer
+from fssam.engine.config import compose_config
+from fssam.engine.tester import validate_test_config
+from fssam.engine.config import per_process_batch, validate_config, validate_trainer
 
-from .conftest import load_script
+from .conftest import script_module
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
@@ -129,7 +130,7 @@ def argparse_check(script: Path, args: list[str], monkeypatch: pytest.MonkeyPatc
             contextlib.redirect_stdout(out):
         patch.setattr(argparse.ArgumentParser, "parse_args", parse_then_stop)
         try:
-            load_script(script).main(args)
+            script_module(script).main(args)
         except _Parsed:
             return out.getvalue()
         except SystemExit as exit_:
@@ -144,8 +145,10 @@ def cfg_job(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> st
     out = io.StringIO()
     with monkeypatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(sys, "argv", [str(REPO / script), *args])
-        try:  # run as __main__, so Hydra finds configs/ beside the script
-            load_script(REPO / script, name="__main__")
+        try:  # the entry point the script calls (fssam.cli.train / fssam.cli.test)
+            script_module(REPO / script).main()
+        except SystemExit as exit_:
+            assert not exit_.code, f"{script}: exit {exit_.code}"
         finally:
             GlobalHydra.instance().clear()
     return out.getvalue()
@@ -167,7 +170,7 @@ def external_check(program: str, args: list[str]) -> None:
     elif program == "tensorboard":
         assert '"tensorboard' in pyproject and args[0] == "--logdir"
     elif program == "sha256sum":
-        from fssam.utils.weights import SUMS_NAME
+        from fssam.tools.weights import SUMS_NAME
         assert args == ["-c", SUMS_NAME]
     else:
         assert program in ("cd", ".", "source"), f"README command not covered: {program} {args}"
@@ -249,7 +252,7 @@ def test_entry_points_run_help_and_cfg_job(monkeypatch):
     ("python train.py sam2=base", "Could not find 'sam2/base'"),
     ("python train.py shot=0", "shot=0: must be >= 1"),
     ("python train.py trainer.lrr=1", "Could not override 'trainer.lrr'"),
-    ("python test.py checkpoint_format=theirs", "checkpoint_format='theirs'"),
+    ("python test.py checkpoint_format=theirs", "override checkpoint_format=theirs"),
     ("torchrun --nproc_per_node=3 train.py experiment=pascal_fssam", "not divisible by the 3"),
     ("sh train.sh 4 29500 voc 0 1 FSSAM small", "unknown dataset 'voc'"),
     ("sh test.sh pascal 0 1 FSSAM small sam2.nope=1", "Could not override 'sam2.nope'"),
