@@ -17,7 +17,7 @@ from fssam.data.train_lists import AUTHORS, CHOICES as TRAIN_LISTS
 DATASETS = ("pascal", "coco", "toy")
 PROTOCOLS = ("pascal", "coco")
 COCO_SPLITS = ("interleaved", "contiguous")
-SUPPORT_ANNOTATIONS = ("mask", "bbox")
+SUPPORT_ANNOTATIONS = ("mask", "bbox", "points", "scribble")
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 AMP_MODES = tuple(AMP_DTYPES)
 NOT_BUILDER_KEYS = ("name", "variant", "optim", "checks", "release", "task", "weight_files")
@@ -101,6 +101,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_choice(cfg, "dataset.protocol", PROTOCOLS)
     check_choice(cfg, "dataset.coco_split", COCO_SPLITS)
     check_choice(cfg, "dataset.support_annotation", SUPPORT_ANNOTATIONS)
+    check_int(cfg, "dataset.support_points", 1, optional=True)
     _check_scale_range(OmegaConf.select(cfg, "dataset.scale_range"))
     check_int(cfg, "model.image_size", 1)
     _check_train_list(cfg.dataset)
@@ -189,6 +190,7 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
         "train_list": data.train_list, "val_list": OmegaConf.select(data, "val_list"),
         "cache_dir": data.cache_dir, "protocol": protocol, "release_workers": release_workers,
+        "support_points": int(OmegaConf.select(data, "support_points", default=20)),
     }
 
 
