@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-flags", default="",
                         help="predict.py's model flags as one string, e.g. '--sam2-config X "
                              "--sam2-checkpoint Y' (for HMNet: the SAM 2 for prompts)")
+    parser.add_argument("--sam2-config", help="as predict.py's: the model's SAM 2, or for a "
+                        "model without one (HMNet) the SAM 2 for prompts")
+    parser.add_argument("--sam2-checkpoint", help="as predict.py's (the weights of --sam2-config)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, ...")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to serve on (0.0.0.0 opens it to the network)")
@@ -53,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from fssam.app.layout import AppContext, build_page
 
-    spec = ModelSpec(args.checkpoint, args.checkpoint_format, args.method, args.model_flags,
+    flags = " ".join([args.model_flags] + [f"--{name.replace('_', '-')} {shlex.quote(value)}"
+                                           for name in ("sam2_config", "sam2_checkpoint")
+                                           if (value := getattr(args, name)) is not None])
+    spec = ModelSpec(args.checkpoint, args.checkpoint_format, args.method, flags.strip(),
                      args.device)
     context = AppContext(spec, args.output.resolve())
     logging.getLogger(__name__).info("%s", context.load(spec))

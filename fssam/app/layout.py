@@ -145,7 +145,7 @@ def _support_slot(i: int) -> Slot:
             tool = gr.Radio(list(logic.TOOLS), value=logic.OBJECT, show_label=False,
                             elem_id=f"support{i}_tool")
             view = gr.Image(label=f"support {i + 1}: click to prompt", interactive=False,
-                            type="numpy", height=340, elem_id=f"support{i}_view")
+                            type="numpy", height=300, elem_id=f"support{i}_view")
         with gr.Tab("Draw"):
             kind = gr.Radio(list(logic.DRAWINGS), value=logic.SCRIBBLE, label="the drawing is",
                             elem_id=f"support{i}_kind")
@@ -181,7 +181,7 @@ def build_page(context: AppContext) -> gr.Blocks:
         queries = gr.File(file_count="multiple", label="queries", elem_id="queries")
         run = gr.Button("Run", variant="primary", elem_id="run")
         status = gr.Markdown("", elem_id="status")
-        gallery = gr.Gallery(label="results", columns=3, height=420, object_fit="contain",
+        gallery = gr.Gallery(label="results", columns=4, height="auto", object_fit="contain",
                              preview=False, elem_id="gallery")
         files = gr.File(label="masks and zip", file_count="multiple", interactive=False,
                         elem_id="files")
