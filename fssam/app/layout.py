@@ -41,8 +41,10 @@ class AppContext:
         try:
             self.loaded = logic.load_model(spec, shots)
             self.spec, self.status = spec, f"loaded: {self.loaded.description}"
-        except EXPECTED as err:
-            self.status = f"⚠ cannot load the model: {err}"
+        except Exception as err:  # the page says why; the previous model stays
+            hint = (" (make demo writes it, or give --checkpoint)"
+                    if spec.checkpoint == logic.DEMO_CHECKPOINT else "")
+            self.status = f"cannot load the model{hint}: {message(err)}"
         return self.status
 
 
