@@ -39,8 +39,8 @@ from fssam.engine.evaluate import autocast
 from fssam.engine.evaluator import logits_to_prediction
 from fssam.engine.feature_cache import (BatchFeatures, FeatureCache, PassMemo,
                                         supports_feature_cache)
-from fssam.prompting import content_id, prompt_sam2, prompted_supports
 from fssam.engine.tester import compose_config
+from fssam.prompting import content_id, prompt_sam2, prompted_supports
 from fssam.utils.config import model_kwargs
 
 log = logging.getLogger(__name__)
