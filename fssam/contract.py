@@ -9,6 +9,7 @@ under ``fssam/models`` and one config file.
 - ``FrozenEncoders`` (optional): per-image encoders whose outputs evaluation may cache;
   ``Features`` and ``Memo`` are what the engine hands ``forward`` then.
 - ``PriorCaching`` (optional): the settings an episode's priors depend on.
+- ``PromptedSupports`` (optional): support masks made from clicks or scribbles.
 - Episode image identities: the names of the model inputs of a batch.
 - ``ScheduledOptimizer``: what a method's training recipe returns.
 - ``IGNORE_LABEL``: the label value of pixels that are not scored.
@@ -88,6 +89,19 @@ class PriorCaching(Protocol):
     and that it takes back from ``batch["priors"]``."""
 
     def prior_cache_settings(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class PromptedSupports(Protocol):
+    """Optional: a model that turns a batch's support prompts into support masks.
+
+    ``support_masks_from_prompts(batch, features=...)`` reads the prompt tensors of
+    ``fssam.data.support_prompts`` (clicks with their labels, or scribbles) from the batch and
+    returns the support masks [b,K,H,W] in {0, 1} that ``forward`` then takes as
+    ``support_masks``; ``features`` as in ``FrozenEncoders``."""
+
+    def support_masks_from_prompts(self, batch: Mapping[str, Any], *,
+                                   features: Features | None = None) -> Tensor: ...
 
 
 class Features(Protocol):

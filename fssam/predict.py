@@ -3,7 +3,11 @@
 Writes ``<stem>_mask.png`` (0/255, the query's original size) and ``<stem>_overlay.png``
 per query. Images are resized to the model's input size as in evaluation; the logits are
 upsampled to the original size (bilinear, align_corners=True); the foreground is the
-method's rule (FSSAM: sigmoid >= 0.5; HMNet: the argmax of its two channels).
+method's rule (FSSAM: sigmoid >= 0.5; HMNet: the argmax of its two channels). Supports
+given by clicks, a scribble or a box for SAM 2 are masked by SAM 2 first
+(``fssam.prompting``); those masks are written as ``support<i>_<stem>_mask.png``. Every
+image is encoded alone, once, as evaluation does: the supports' features serve their
+prompts and every query.
 
     python predict.py --checkpoint best.pt --support-images s.jpg --support-masks s.png \\
         --query photos/ --output outputs/predict
@@ -24,18 +28,31 @@ import torch
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from fssam.data.user_images import (InputError, Support, list_queries, load_supports,
-                                    read_image, to_model_input)
+from fssam.contract import episode_image_ids, episode_images, supports_feature_cache
+from fssam.data.user_images import (
+    InputError,
+    Support,
+    list_queries,
+    load_supports,
+    read_image,
+    to_model_input,
+)
+from fssam.data.user_prompts import load_prompts
 from fssam.engine.build import build_model
 from fssam.engine.checkpoint import load_checkpoint
-from fssam.engine.evaluate import autocast
-from fssam.engine.evaluator import logits_to_prediction
 from fssam.engine.config import compose_config
 from fssam.engine.config import model_group as model_group_of
+from fssam.engine.evaluate import autocast
+from fssam.engine.evaluator import logits_to_prediction
+from fssam.engine.feature_cache import BatchFeatures, FeatureCache, PassMemo
+from fssam.prompting import content_id, prompt_sam2, prompted_supports
 
 log = logging.getLogger(__name__)
 
 OVERLAY_COLOUR = np.array([255, 40, 40], np.float32)
+NO_FILE = "none"  # as a weight file: random initialisation (tests and demos only)
+CACHE_GB = 2.0  # encoder outputs kept while predicting (supports stay, queries pass through)
+MEMO_GB = 0.5
 
 
 def _apply_overrides(group: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -56,7 +73,14 @@ def model_group(args: argparse.Namespace, config: dict | None) -> dict[str, Any]
     overrides = list(args.override or [])
     if config is not None and "model" in config:
         saved = OmegaConf.to_container(model_group_of(config["model"]), resolve=True)
-        return _apply_overrides(saved, overrides)
+        group = _apply_overrides(saved, overrides)
+    else:
+        group = _composed(args, overrides)
+    _check_prompt_sam2(args, group)
+    return group
+
+
+def _composed(args: argparse.Namespace, overrides: list[str]) -> dict[str, Any]:
     if not any(o.startswith("shot=") for o in overrides):
         overrides.append(f"shot={len(args.support_images)}")
     try:
@@ -64,6 +88,18 @@ def model_group(args: argparse.Namespace, config: dict | None) -> dict[str, Any]
     except Exception as err:  # Hydra names the override it cannot apply
         raise InputError(f"--override {' '.join(overrides)}: {err}") from err
     return OmegaConf.to_container(composed.model, resolve=True, enum_to_str=True)
+
+
+def _check_prompt_sam2(args: argparse.Namespace, group: dict[str, Any]) -> None:
+    """``--sam2-config``/``--sam2-checkpoint`` name the SAM 2 for the prompts of a model
+    without one; a model with SAM 2 takes its own through ``--override``."""
+    given = [f"--{n.replace('_', '-')}" for n in ("sam2_config", "sam2_checkpoint")
+             if getattr(args, n, None) is not None]
+    if given and "sam2_config" in group:
+        raise InputError(
+            f"{' and '.join(given)} name the SAM 2 that turns prompts into masks for a model "
+            f"without one (HMNet); {group['run']['name']} holds its own SAM 2: set it with "
+            f"--override sam2=<size> model.sam2_checkpoint=<file>")
 
 
 def _read_checkpoint(path: Path, fmt: str) -> dict | None:
@@ -134,32 +170,70 @@ def _output_names(queries: Sequence[Path]) -> list[str]:
     return stems
 
 
+def support_batch(supports: Sequence[Support], image_size: int) -> dict[str, Any]:
+    """The supports as model inputs: ``support_imgs`` [K,3,S,S], ``support_masks`` [K,S,S]
+    and their names (``support_ids``, by content)."""
+    inputs = [to_model_input(s.image, s.mask, image_size, s.image_path) for s in supports]
+    return {"support_imgs": torch.stack([image for image, _ in inputs]),
+            "support_masks": torch.stack([mask for _, mask in inputs]),
+            "support_ids": [content_id(s.image, image_size) for s in supports]}
+
+
+def segment(model: torch.nn.Module, supports: dict[str, Any], rgb: np.ndarray, *,
+            image_size: int, device: torch.device, amp_dtype: torch.dtype | None = None,
+            cache: FeatureCache | None = None, memo: PassMemo | None = None,
+            name: str = "query") -> np.ndarray:
+    """Boolean prediction (H, W) for the RGB query given ``support_batch``'s supports.
+
+    A model with frozen encoders takes them through ``cache`` (readied with ``begin_pass``)
+    and reuses support memories through ``memo``, as evaluation does.
+    """
+    batch = {"query_img": to_model_input(rgb, None, image_size, name)[0][None].to(device),
+             "support_imgs": supports["support_imgs"][None].to(device),
+             "support_masks": supports["support_masks"][None].to(device),
+             "query_id": [content_id(rgb, image_size)], "support_ids": [supports["support_ids"]]}
+    reuse: dict[str, Any] = {}
+    if supports_feature_cache(model):
+        reuse = {"features": BatchFeatures(model, episode_images(batch),
+                                           episode_image_ids(batch), cache),
+                 "memo": memo if memo is not None else PassMemo(size_gb=0)}
+    with torch.no_grad(), autocast(device, amp_dtype):
+        try:
+            logits = model(batch, **reuse)["logits"][0].float()
+        except ValueError as err:  # e.g. a K-shot HMNet given another number of supports
+            raise InputError(f"the model cannot segment with these supports: {err}") from err
+    return logits_to_prediction(logits, tuple(rgb.shape[:2]), model.foreground).cpu().numpy()
+
+
 def predict(model: torch.nn.Module, supports: Sequence[Support], queries: Sequence[Path],
             output: Path, *, image_size: int, device: torch.device,
-            amp_dtype: torch.dtype | None = None) -> list[Path]:
+            amp_dtype: torch.dtype | None = None,
+            cache: FeatureCache | None = None) -> list[Path]:
     """Segment each query given the supports; returns the mask files written."""
-    inputs = [to_model_input(s.image, s.mask, image_size, s.image_path) for s in supports]
-    support_imgs = torch.stack([image for image, _ in inputs])
-    support_masks = torch.stack([mask for _, mask in inputs])
+    prepared = support_batch(supports, image_size)
+    cache = cache if cache is not None else FeatureCache(size_gb=CACHE_GB)
+    memo = PassMemo(size_gb=MEMO_GB)
+    if supports_feature_cache(model):
+        cache.begin_pass(model, device, amp_dtype)
+        memo.bind(model, (str(amp_dtype), device.type))
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for query, stem in zip(queries, _output_names(queries)):
         rgb = read_image(query)
-        batch = {"query_img": to_model_input(rgb, None, image_size, query)[0][None].to(device),
-                 "support_imgs": support_imgs[None].to(device),
-                 "support_masks": support_masks[None].to(device)}
-        with torch.no_grad(), autocast(device, amp_dtype):
-            try:
-                logits = model(batch)["logits"][0].float()
-            except ValueError as err:  # e.g. a K-shot HMNet given another number of supports
-                raise InputError(f"the model cannot segment with these supports: {err}") from err
-        pred = logits_to_prediction(logits, tuple(rgb.shape[:2]), model.foreground).cpu().numpy()
+        pred = segment(model, prepared, rgb, image_size=image_size, device=device,
+                       amp_dtype=amp_dtype, cache=cache, memo=memo, name=str(query))
         mask_path = output / f"{stem}_mask.png"
         _write_png(mask_path, pred.astype(np.uint8) * 255)
         _write_png(output / f"{stem}_overlay.png", overlay(rgb, pred))
         log.info("%s: %.1f%% foreground -> %s", query, 100 * pred.mean(), mask_path)
         written.append(mask_path)
     return written
+
+
+def uses_sam2_prompts(args: argparse.Namespace) -> bool:
+    """Whether the supports are prompts SAM 2 turns into masks."""
+    return bool(getattr(args, "support_points", None) or getattr(args, "support_scribbles", None)
+                or (getattr(args, "support_boxes", None) and args.box_mode == "sam2"))
 
 
 def _device(name: str) -> torch.device:
@@ -190,7 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="one per support: 0 background, 255 ignore, other values object; "
                             "a black-and-white (0/255) mask has 255 as the object")
     which.add_argument("--support-boxes", nargs="+", metavar="X1,Y1,X2,Y2",
-                       help="one per support, pixel edges (0,0,W,H = whole image)")
+                       help="one per support, pixel edges (0,0,W,H = whole image); filled, or "
+                            "SAM 2's box prompt with --box-mode sam2")
+    which.add_argument("--support-points", nargs="+", metavar="X,Y,+;X,Y,-",
+                       help="clicks per support, one argument each: pixel x,y and + (object) "
+                            "or - (background), ';' between clicks; SAM 2 makes the mask")
+    which.add_argument("--support-scribbles", "--support-scribble", nargs="+", type=Path,
+                       metavar="PNG", help="one per support, its size: non-zero pixels (alpha "
+                       "when it has one) are a stroke on the object; SAM 2 makes the mask")
+    io.add_argument("--box-mode", choices=("fill", "sam2"), default="fill",
+                    help="fill: the box is the mask (the benchmarks' box supports); sam2: the "
+                         "mask SAM 2 makes of the box")
     io.add_argument("--mask-white-foreground", action="store_true",
                     help="every non-zero mask value is the object (nothing is ignored)")
     io.add_argument("--query", required=True, type=Path, help="an image or a folder of images")
@@ -206,7 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
                             "(e.g. sam2=large model.legacy_kshot=true, or experiment=coco_hmnet "
                             "dataset=coco model.backbone=vgg), else model.<key>=value of the "
                             "saved one (e.g. model.num_refine=2)")
+    model.add_argument("--sam2-config", help="for a model without SAM 2 (HMNet): the sam2 "
+                       "package config (or a yaml path) of the SAM 2 that masks prompted supports")
+    model.add_argument("--sam2-checkpoint", help="the weights of --sam2-config ('none': random)")
     return parser
+
+
+def _weights(path: str | None) -> str | None:
+    return None if path in (None, NO_FILE) else path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -215,9 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         device = _device(args.device)
-        supports = load_supports(args.support_images, masks=args.support_masks,
-                                 boxes=args.support_boxes,
-                                 white_is_foreground=args.mask_white_foreground)
+        prompts = load_prompts(args.support_images, points=args.support_points,
+                               scribbles=args.support_scribbles,
+                               boxes=args.support_boxes) if uses_sam2_prompts(args) else None
+        supports = None if prompts else load_supports(
+            args.support_images, masks=args.support_masks, boxes=args.support_boxes,
+            white_is_foreground=args.mask_white_foreground)
         queries = list_queries(args.query)
         _output_names(queries)
         for query in queries:
@@ -225,8 +319,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.manual_seed(args.seed)
         model, image_size = load_model(args, device)
         amp = torch.bfloat16 if args.bf16 else None
+        cache = FeatureCache(size_gb=CACHE_GB)
+        if prompts:
+            prompter = prompt_sam2(model, cache, device, amp_dtype=amp,
+                                   sam2_config=args.sam2_config,
+                                   sam2_checkpoint=_weights(args.sam2_checkpoint))
+            supports = prompted_supports(prompter, prompts, args.output, device=device,
+                                         amp_dtype=amp)
         written = predict(model, supports, queries, args.output, image_size=image_size,
-                          device=device, amp_dtype=amp)
+                          device=device, amp_dtype=amp, cache=cache)
     except (InputError, FileNotFoundError) as err:  # missing weights name their file
         log.error("%s", err)
         return 2

@@ -100,9 +100,19 @@ def _reference(model: torch.nn.Module, supports: list[np.ndarray], masks: list[n
     batch = {"query_img": prepared(query, np.zeros(query.shape[:2], np.uint8))[0][None],
              "support_imgs": torch.stack([p[0] for p in pairs])[None],
              "support_masks": torch.stack([p[1] for p in pairs])[None]}
-    with torch.no_grad():
-        logits = model(batch)["logits"][0]
+    with torch.no_grad():  # every image encoded alone, one support memory at a time
+        logits = model(batch, **evaluation_reuse(model, batch))["logits"][0]
     return logits_to_prediction(logits, query.shape[:2], sigmoid_foreground).numpy()
+
+
+def evaluation_reuse(model: torch.nn.Module, batch: dict) -> dict:
+    """What evaluation gives a model with frozen encoders: images encoded one by one."""
+    from fssam.contract import episode_images
+    from fssam.engine.feature_cache import BatchFeatures, PassMemo
+
+    images = episode_images(batch)
+    return {"features": BatchFeatures(model, images, [None] * len(images), None),
+            "memo": PassMemo(size_gb=0)}
 
 
 def _rgb(path: Path) -> np.ndarray:

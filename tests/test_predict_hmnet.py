@@ -16,7 +16,8 @@ from fssam.tools.toy import make_toy_pascal
 from fssam.data.transforms import eval_transform
 from fssam.engine.evaluator import logits_to_prediction
 from fssam.engine.config import compose_config
-from fssam.contract import positive_foreground
+from fssam.contract import episode_images, positive_foreground
+from fssam.engine.feature_cache import BatchFeatures, PassMemo
 from fssam.predict import main
 from fssam.engine.config import model_kwargs
 
@@ -74,7 +75,10 @@ def _batch(files: dict) -> dict[str, torch.Tensor]:
 
 def _reference(files: dict) -> np.ndarray:
     with torch.no_grad():
-        logits = files["model"](_batch(files))["logits"][0]
+        batch = _batch(files)  # every image encoded alone, as evaluation (and predict.py) does
+        images = episode_images(batch)
+        features = BatchFeatures(files["model"], images, [None] * len(images), None)
+        logits = files["model"](batch, features=features, memo=PassMemo(size_gb=0))["logits"][0]
     size = _rgb(files["query"]).shape[:2]
     return logits_to_prediction(logits, size, positive_foreground).numpy()
 

@@ -145,6 +145,7 @@ def cfg_job(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> st
     out = io.StringIO()
     with monkeypatch.context() as patch, contextlib.redirect_stdout(out):
         patch.setattr(sys, "argv", [str(REPO / script), *args])
+        GlobalHydra.instance().clear()  # importing sam2 (any earlier test may) initialises it
         try:  # the entry point the script calls (fssam.cli.train / fssam.cli.test)
             script_module(REPO / script).main()
         except SystemExit as exit_:
@@ -191,6 +192,8 @@ def check_command(words: list[str], tmp: Path, monkeypatch: pytest.MonkeyPatch) 
         torchrun_check(args)
     elif program in PYTHONS and args[:2] == ["-m", "fssam.predict"]:
         argparse_check(REPO / "predict.py", args[2:], monkeypatch)
+    elif program in PYTHONS and args[:2] == ["-m", "fssam.app"]:
+        argparse_check(REPO / "fssam" / "app" / "__main__.py", args[2:], monkeypatch)
     elif program in PYTHONS and args[:2] == ["-m", "pytest"]:
         assert all((REPO / a).exists() for a in args[2:] if not a.startswith("-")), args
     elif program in PYTHONS and args[:1] == ["-m"]:
@@ -217,12 +220,15 @@ def test_every_readme_command_is_covered(tmp_path, monkeypatch):
 
 
 def readme_scripts() -> dict[str, list[list[str]]]:
-    """Python scripts the README runs (``-m fssam.predict`` as ``predict.py``) -> their argv's."""
+    """Python scripts the README runs (``-m fssam.predict`` as ``predict.py``, ``-m fssam.app``
+    as ``fssam/app/__main__.py``) -> their argv's."""
     scripts: dict[str, list[list[str]]] = {}
     for line in command_lines(README.read_text()):
         for words in split_commands(line):
             if words[0] in PYTHONS and words[1:3] == ["-m", "fssam.predict"]:
                 scripts.setdefault("predict.py", []).append(words[3:])
+            elif words[0] in PYTHONS and words[1:3] == ["-m", "fssam.app"]:
+                scripts.setdefault("fssam/app/__main__.py", []).append(words[3:])
             elif words[0] in PYTHONS and words[1].endswith(".py"):
                 scripts.setdefault(words[1], []).append(words[2:])
     return scripts

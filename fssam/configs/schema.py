@@ -72,6 +72,7 @@ class DatasetConfig:
     root: str = MISSING
     coco_folds: CocoFolds = CocoFolds.interleaved  # type: ignore[valid-type,attr-defined]
     support_annotation: SupportAnnotation = SupportAnnotation.mask  # type: ignore
+    support_points: int = 20  # clicks per support when support_annotation=points
     scale_range: list[float] = field(default_factory=lambda: [0.9, 1.1])
     train_list: Optional[str] = None
     val_list: Optional[str] = "standard"

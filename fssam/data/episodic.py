@@ -4,7 +4,10 @@ An episode: a query image, a class drawn uniformly among the fold's classes pres
 its label (base for training, novel for evaluation), and K distinct support images in
 which that class is eligible, none the query (``fssam.data.protocol``). Labels are
 binarised: 1 on the class, 255 kept, 0 elsewhere. Box supports are the filled boxes of
-the support label's components, drawn on the label before any transform.
+the support label's components, drawn on the label before any transform. Prompted
+supports (``points``, ``scribble``; evaluation only) carry clicks or a scribble drawn from
+the resized support label instead of a mask (``fssam.data.support_prompts``): the model
+makes the support masks of them with its own SAM 2.
 Training items also give the class's index in the ascending base list
 (``base_class_index``, for methods with a base learner).
 Evaluation episodes are a sequence computed up front by the chosen protocol (the
@@ -27,6 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fssam.contract import IGNORE_LABEL, image_identity
+from fssam.data import support_prompts as P
 from fssam.data import transforms as T
 from fssam.data.folds import fold_classes
 from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
@@ -35,7 +39,7 @@ from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index
 
 log = logging.getLogger(__name__)
 
-SUPPORT_ANNOTATIONS = ("mask", "bbox")
+SUPPORT_ANNOTATIONS = ("mask", "bbox", *P.PROMPTED)
 
 
 def boxes_from_mask(mask: np.ndarray) -> np.ndarray:
@@ -70,10 +74,11 @@ class EpisodicDataset(Dataset):
                  mode: str, image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
                  support_annotation: str = "mask",
                  scale_range: tuple[float, float] = (0.9, 1.1), protocol: str = SEEDS,
-                 release_workers: int = 0) -> None:
+                 release_workers: int = 0, support_points: int = P.DEFAULT_POINTS) -> None:
         _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                         image_size=image_size, num_episodes=num_episodes, seed=seed,
-                        protocol=protocol, release_workers=release_workers)
+                        protocol=protocol, release_workers=release_workers,
+                        support_points=support_points)
         if not records:
             raise ValueError(f"empty {mode} list: no images to draw episodes from")
         self.records = list(records)
@@ -81,6 +86,7 @@ class EpisodicDataset(Dataset):
         self.shot, self.mode, self.image_size = shot, mode, image_size
         self.num_episodes, self.seed = num_episodes, seed
         self.support_annotation = support_annotation
+        self.support_points = support_points
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.epoch = 0
         self.images_of_class = class_index(self.records)
@@ -147,14 +153,23 @@ class EpisodicDataset(Dataset):
         query_image, query_label = self._load(query, class_id)
         image, mask = self._transform(query_image, query_label, rng)
         item = {"query_img": _image_tensor(image), "query_mask": _mask_tensor(mask)}
-        support_imgs, support_masks = [], []
+        support_imgs, support_masks, prompts = [], [], []
         boxes = self.support_annotation == "bbox"
+        prompted = self.support_annotation in P.PROMPTED
+        prompt_rng = P.episode_rng(self.protocol, self.seed, index) if prompted else None
         for j in supports:
             image, mask = self._transform(*self._load(j, class_id, boxes), rng)
             support_imgs.append(_image_tensor(image))
-            support_masks.append(_mask_tensor(mask))
+            if prompted:
+                prompts.append(P.support_prompt(self.support_annotation, mask, prompt_rng,
+                                                points=self.support_points))
+            else:
+                support_masks.append(_mask_tensor(mask))
         item["support_imgs"] = torch.stack(support_imgs)
-        item["support_masks"] = torch.stack(support_masks)
+        if prompted:
+            item.update(P.stack_prompts(prompts))
+        else:
+            item["support_masks"] = torch.stack(support_masks)
         item["class_id"] = torch.tensor(class_id, dtype=torch.int64)
         if self.mode == "train":
             item["base_class_index"] = torch.tensor(self.class_rank[class_id], dtype=torch.int64)
@@ -173,7 +188,7 @@ class EpisodicDataset(Dataset):
 
 def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size: int,
                     num_episodes: int, seed: int, protocol: str = SEEDS,
-                    release_workers: int = 0) -> None:
+                    release_workers: int = 0, support_points: int = P.DEFAULT_POINTS) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
     if protocol not in PROTOCOLS:
@@ -181,9 +196,14 @@ def _check_settings(*, mode: str, shot: int, support_annotation: str, image_size
     if support_annotation not in SUPPORT_ANNOTATIONS:
         raise ValueError(f"unknown support_annotation {support_annotation!r} "
                          f"(expected one of {', '.join(SUPPORT_ANNOTATIONS)})")
+    if mode == "train" and support_annotation in P.PROMPTED:
+        raise ValueError(f"support_annotation={support_annotation} is for evaluation: the "
+                         f"model turns the prompts into support masks with its SAM 2 when "
+                         f"tested; train with mask or bbox supports")
     for name, value, low in (("shot", shot, 1), ("image_size", image_size, 1),
                              ("num_episodes", num_episodes, 1), ("seed", seed, 0),
-                             ("release_workers", release_workers, 0)):
+                             ("release_workers", release_workers, 0),
+                             ("support_points", support_points, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
@@ -193,12 +213,14 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                   coco_folds: str = "interleaved", support_annotation: str = "mask",
                   scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
                   val_list: str | None = None, cache_dir: str | None = None,
-                  protocol: str = SEEDS, release_workers: int = 0) -> EpisodicDataset:
+                  protocol: str = SEEDS, release_workers: int = 0,
+                  support_points: int = P.DEFAULT_POINTS) -> EpisodicDataset:
     """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"
     (episodes of ``protocol``, see ``fssam.data.protocol``)."""
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                     image_size=image_size, num_episodes=num_episodes, seed=seed,
-                    protocol=protocol, release_workers=release_workers)
+                    protocol=protocol, release_workers=release_workers,
+                    support_points=support_points)
     class_ids = fold_classes(dataset, mode, fold, coco_folds)
     records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
                                coco_folds=coco_folds, train_list=train_list, val_list=val_list,
@@ -206,7 +228,8 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
                            support_annotation=support_annotation, scale_range=scale_range,
-                           protocol=protocol, release_workers=release_workers)
+                           protocol=protocol, release_workers=release_workers,
+                           support_points=support_points)
 
 
 def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:

@@ -63,6 +63,7 @@ def validate_config(cfg: DictConfig) -> None:
     if len(scale) != 2 or not 0 < scale[0] <= scale[1]:
         fail("dataset.scale_range", scale, "must be [low, high] with 0 < low <= high")
     check_int(cfg, "model.run.input_size", 1)
+    check_int(cfg, "dataset.support_points", 1)
     for key in ("train_list", "val_list"):
         value = cfg.dataset[key]
         if value is not None and not value.strip():
@@ -162,6 +163,7 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
         "train_list": data.train_list, "val_list": data.val_list,
         "cache_dir": data.cache_dir, "protocol": protocol, "release_workers": release_workers,
+        "support_points": int(data.support_points),
     }
 
 

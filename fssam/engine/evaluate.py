@@ -22,9 +22,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from fssam.contract import (episode_image_ids, episode_images, sigmoid_foreground,
-                            supports_feature_cache)
+from fssam.contract import (PromptedSupports, episode_image_ids, episode_images,
+                            sigmoid_foreground, supports_feature_cache)
 from fssam.data import collate_episodes
+from fssam.data.support_prompts import LABELS_KEY, POINTS_KEY, SCRIBBLES_KEY
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
 from fssam.engine.feature_cache import BatchFeatures, FeatureCache, PassMemo, log_reuse
 from fssam.engine.prior_cache import PriorCache
@@ -97,6 +98,21 @@ class PriorOnly(nn.Module):
     def encode_images(self, name: str, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model.encode_images(name, images)
 
+    def support_masks_from_prompts(self, batch: dict[str, Any], **reuse: Any) -> torch.Tensor:
+        return support_masks_from_prompts(self.model, batch, **reuse)
+
+
+def support_masks_from_prompts(model: nn.Module, batch: dict[str, Any], *,
+                               features: Any = None) -> torch.Tensor:
+    """The support masks [b, K, S, S] the model makes of a batch's support prompts
+    (``support_annotation=points|scribble``); a model that is not ``PromptedSupports``
+    cannot."""
+    if not isinstance(model, PromptedSupports):
+        raise ValueError(f"{type(model).__name__} cannot turn support prompts (points, "
+                         f"scribbles) into masks: it holds no SAM 2. Evaluate it with "
+                         f"dataset.support_annotation=mask or bbox")
+    return model.support_masks_from_prompts(batch, features=features)
+
 
 def autocast(
     device: torch.device, amp_dtype: torch.dtype | None
@@ -108,7 +124,8 @@ def autocast(
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    keys = ("query_img", "support_imgs", "support_masks", "priors")
+    keys = ("query_img", "support_imgs", "support_masks", "priors", POINTS_KEY, LABELS_KEY,
+            SCRIBBLES_KEY)
     inputs = {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
     inputs.update({k: batch[k] for k in ("query_id", "support_ids") if k in batch})
     return inputs
@@ -171,6 +188,10 @@ def evaluate_batch(
                                  feature_cache)
         reuse = {"features": features, "memo": memo if memo is not None else PassMemo(size_gb=0)}
     with autocast(device, amp_dtype):
+        if "support_masks" not in inputs:  # prompted supports: the model's SAM 2 masks them
+            inputs["support_masks"] = support_masks_from_prompts(
+                model, inputs, features=reuse.get("features"))
+            batch["support_masks"] = inputs["support_masks"].cpu()
         out = model(inputs, **reuse)
     if prior_cache is not None and cached is None:
         for i, episode in enumerate(episodes):

@@ -74,6 +74,11 @@ def validate_test_config(cfg: DictConfig) -> None:
     for key in ("prior_cache", "prior_only"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key}={cfg[key]!r}: must be true or false")
+    if cfg.prior_cache and cfg.dataset.support_annotation in ("points", "scribble"):
+        raise ConfigError(f"prior_cache=true with dataset.support_annotation="
+                          f"{cfg.dataset.support_annotation}: the priors then depend on the "
+                          f"support masks SAM 2's trained decoder makes of the prompts, which "
+                          f"the cache is not keyed by; use prior_cache=false")
 
 
 def build_test_model(cfg: DictConfig) -> torch.nn.Module:

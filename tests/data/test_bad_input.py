@@ -107,8 +107,10 @@ def test_unknown_coco_folds() -> None:
 def test_unknown_mode_and_annotation(pascal_root: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown mode 'test'"):
         make(pascal_root, tmp_path, mode="test")
-    with pytest.raises(ValueError, match="unknown support_annotation 'points'"):
-        make(pascal_root, tmp_path, support_annotation="points")
+    with pytest.raises(ValueError, match="unknown support_annotation 'polygon'"):
+        make(pascal_root, tmp_path, support_annotation="polygon")
+    with pytest.raises(ValueError, match="support_annotation=points is for evaluation"):
+        make(pascal_root, tmp_path, mode="train", support_annotation="points")
 
 
 def test_missing_root(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from fssam.contract import (IGNORE_LABEL, Features, Memo, encoded, episode_image_ids,
                             sigmoid_foreground)
+from fssam.models.fssam import prompts
 from fssam.models.fssam import sam2_adapter as sam
 from fssam.models.fssam.calibrated_attention import Calibration
 from fssam.models.fssam.memory_refine import refine_memory
@@ -114,6 +115,19 @@ class FSSAM(nn.Module):
         if name == DINO_ENCODER and self.prior is not None:
             return {"patch_tokens": self.prior.extract_features(images)}
         raise KeyError(f"unknown encoder {name!r}; this model has {sorted(self.frozen_encoders())}")
+
+    @torch.no_grad()
+    def support_masks_from_prompts(self, batch: Mapping[str, Any], *,
+                                   features: Features | None = None) -> Tensor:
+        """Support masks (b, K, H, W) {0, 1} of the batch's support prompts (points or
+        scribbles, ``prompts.batch_prompts``), made by this model's own SAM 2 (prompt
+        encoder, mask decoder) on the supports' backbone features: ``features`` when given,
+        the same the forward then reuses, so each image is encoded once."""
+        maps = encoded(self, batch, features, SAM2_ENCODER)
+        b = batch["query_img"].shape[0]
+        feats = sam.features_from_maps(self.sam2, [maps[f"level{i}"][b:]
+                                                   for i in range(len(maps))])
+        return prompts.batch_prompt_masks(self.sam2, feats, batch)
 
     # -- forward ----------------------------------------------------------------------
     def compute_priors(self, batch: Mapping[str, Any], features: Features | None = None
