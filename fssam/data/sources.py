@@ -39,7 +39,7 @@ from tqdm import tqdm
 from fssam.data.folds import base_classes, novel_classes, num_classes
 from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
                                     resolve_train_list, resolve_val_list)
-from fssam.utils.io import atomic_write_text
+from fssam.utils.io import WriteError, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,11 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                          f"(coco_split={coco_split}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes), list(r.present)]
                                        for r in records]}
-    atomic_write_text(path, json.dumps(payload))
+    try:
+        atomic_write_text(path, json.dumps(payload))
+    except WriteError as err:
+        raise WriteError(err.errno, f"{err.strerror} (the image-list cache: set "
+                                    f"dataset.cache_dir to a writable folder)") from err
     log.info("built %d %s images for %s fold %d, cached in %s", len(records), mode, dataset,
              fold, path)
     return records

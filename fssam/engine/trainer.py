@@ -284,10 +284,9 @@ class Trainer:
 
     def _save(self, names: Sequence[str]) -> None:
         rng = all_gather_objects(get_rng_state())  # every rank takes part
-        if self.dist.is_main:
-            state = self._checkpoint(rng)
-            for name in names:
-                ckpt.save_checkpoint(state, self.run_dir / name)
+        ckpt.save_on_main(lambda: self._checkpoint(rng), [self.run_dir / n for n in names],
+                          is_main=self.dist.is_main)
+        self._saved_at = self.state.iteration
 
     def _resume(self) -> None:
         found = ckpt.find_resume_checkpoint(self.run_dir) if self.settings.resume else None
