@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from fssam.data.bad_files import check_image_complete, check_not_empty
 from fssam.data.folds import base_classes, novel_classes, num_classes
 from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
                                     resolve_train_list, resolve_val_list)
@@ -70,9 +71,11 @@ class ImageRecord:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 [H,W,3]; FileNotFoundError / ValueError name the file."""
+    """RGB uint8 [H,W,3]; FileNotFoundError / ValueError name the file (BadFileError for
+    an empty or truncated one, which OpenCV would decode in part without an error)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
+    check_image_complete(path)
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot read image {path}")
@@ -83,6 +86,7 @@ def read_label(path: str) -> np.ndarray:
     """Class-index label uint8 [H,W] (grey or palette PNG); errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label not found: {path}")
+    check_not_empty(path, "label")
     try:
         with Image.open(path) as label:
             mode = label.mode
