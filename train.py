@@ -55,7 +55,7 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         val_mid_epoch_delay=trainer.val_mid_epoch_delay,
         amp_dtype=AMP_DTYPES[trainer.amp],
         save_every=trainer.save_every, log_every=trainer.log_every, resume=trainer.resume,
-        progress=trainer.progress)
+        progress=trainer.progress, resume_allow_changes=tuple(trainer.resume_allow_changes))
 
 
 def build_optimizers(cfg: DictConfig, model: torch.nn.Module,

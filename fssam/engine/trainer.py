@@ -31,10 +31,10 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
+from fssam.engine.resume_check import check_resume_config
 from fssam.engine.schedule import epoch_validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.validation import Validation
-from fssam.utils.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fssam.utils.logging import RunRecords
 from fssam.utils.seed import get_rng_state, set_rng_state
@@ -54,6 +54,8 @@ class TrainSettings:
     epoch ``val_start_epoch`` on; epochs before ``val_mid_epoch_from`` validate only at
     their end; the validations inside an epoch come ``val_mid_epoch_delay`` steps later than
     evenly spaced (HMNet's release: 1). ``amp_dtype`` float16 adds a gradient scaler.
+    ``resume_allow_changes``: config keys (or prefixes) a resume may change
+    (``fssam.engine.resume_check``).
     """
 
     epochs: int
@@ -68,6 +70,7 @@ class TrainSettings:
     log_every: int = 20
     resume: bool = True
     progress: bool = True
+    resume_allow_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -294,6 +297,8 @@ class Trainer:
             return
         path = self.run_dir / ckpt.LAST
         state = ckpt.load_checkpoint(path, map_location="cpu")
+        check_resume_config(state["config"], self.config, path=str(path),
+                            allowed=self.settings.resume_allow_changes)
         if state.get("iterations_per_epoch") != self.iters_per_epoch:
             raise ValueError(
                 f"cannot resume from {path}: it has {state.get('iterations_per_epoch')} "
@@ -310,7 +315,5 @@ class Trainer:
         else:
             log.warning("checkpoint holds random states of %d processes, this run has %d: "
                         "random streams restart", len(state["rng"]), self.dist.world_size)
-        for key, old, new in config_changes(state["config"], self.config):
-            log.warning("resuming with %s=%r (the checkpoint had %r)", key, new, old)
         log.info("resumed from %s at iteration %d (epoch %d)", path, self.state.iteration,
                  state["epoch"])

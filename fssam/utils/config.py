@@ -130,6 +130,10 @@ def validate_trainer(trainer: DictConfig) -> None:
     check_choice(cfg, "trainer.amp", AMP_MODES)
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.val_protocol", EVAL_PROTOCOLS)
+    allowed = OmegaConf.select(cfg, "trainer.resume_allow_changes")
+    if not OmegaConf.is_list(allowed) or not all(isinstance(k, str) and k for k in allowed):
+        fail("trainer.resume_allow_changes", allowed, "must be a list of config keys, e.g. "
+             "[trainer.epochs]")
     validate_eval_cache(trainer.eval_cache)
 
 
