@@ -9,13 +9,15 @@ or a base learner on the fold's base classes (HMNet's first stage).
 See configs/train.yaml and its groups for every option. The run folder
 (exp/<dataset>/<model>/split<i>/<K>shot/<variant>/) receives config.yaml, git.txt,
 env.txt, train.log, metrics.jsonl, tb/, last.pt and best.pt; an existing last.pt there
-is resumed.
+is resumed. Exit status: 0 when training ended, 75 when it stopped on SIGTERM or SIGUSR1
+after writing last.pt (start the same command again to resume), 1 on an error.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.engine.optim import ScheduledOptimizer
+from fssam.engine.preemption import exit_status
 from fssam.engine.train_data import build_train_loader
 from fssam.engine.tester import release_workers
 from fssam.engine.trainer import Trainer, TrainSettings
@@ -160,7 +163,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    sys.exit(exit_status(train(cfg)))
 
 
 if __name__ == "__main__":

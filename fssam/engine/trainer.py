@@ -9,7 +9,10 @@ TensorBoard), validation (evenly spaced within each epoch) by what the run valid
 (``fssam.engine.validation``: few-shot episodes, or the base classes of a base learner),
 ``best.pt`` by mIoU, ``last.pt`` with everything needed to continue, automatic resume
 (mid-epoch included: the batches already done are skipped, so a resumed run ends with
-the weights of an uninterrupted one) and early stopping.
+the weights of an uninterrupted one; a checkpoint of another run, or a changed config, is
+refused by ``fssam.engine.resume_check``), early stopping, and stopping on SIGTERM or
+SIGUSR1 after a step that every rank agrees on, with ``last.pt`` of that iteration
+(``fssam.engine.preemption``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
+from fssam.engine.preemption import PREEMPTED, StopRequest, report_stop
 from fssam.engine.resume_check import check_resume_config
 from fssam.engine.schedule import epoch_validation_points
 from fssam.engine.train_data import ResumableSampler
@@ -115,6 +119,8 @@ class Trainer:
         self.state = TrainState()
         self.records: RunRecords | None = None
         self._losses: list[float] = []
+        self._stop = StopRequest()
+        self._saved_at = -1
 
     @staticmethod
     def _wrap(model: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
@@ -168,7 +174,7 @@ class Trainer:
         at_epoch_start = self.state.iteration % self.iters_per_epoch == 0
         stopped = "stopped early" if at_epoch_start and self._patience_exhausted() else None
         redirect = logging_redirect_tqdm() if self._show_progress() else contextlib.nullcontext()
-        with redirect:
+        with redirect, self._stop:
             try:
                 while stopped is None and self.state.iteration < limit:
                     stopped = self._run_epoch(limit)
@@ -207,7 +213,16 @@ class Trainer:
                                           epoch_end=done == ipe, limit=limit)
                 if reason:
                     return reason
+                if self._stop.agreed():
+                    return self._stop_on_signal()
         return None
+
+    def _stop_on_signal(self) -> str:
+        """Every rank agreed to stop after this step: ``last.pt`` of this iteration."""
+        if self._saved_at != self.state.iteration:
+            self._save([ckpt.LAST])
+        report_stop(self.state.iteration, self._stop.received, self.dist.local_rank)
+        return PREEMPTED
 
     def _after_step(self, loss: float, lr: float, *, validate: bool, epoch_end: bool,
                     limit: int) -> str | None:
