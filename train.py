@@ -31,6 +31,7 @@ from fssam.data import build_dataset
 from fssam.data.folds import base_classes, novel_classes
 from fssam.data.semantic import build_base_dataset
 from fssam.engine.evaluate import build_eval_loader
+from fssam.engine.faults import guard
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.engine.optim import ScheduledOptimizer
@@ -143,7 +144,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg``, join the process group, train; returns the trainer's summary."""
     validate_config(cfg)
     validate_trainer(cfg.trainer)
-    info = init_distributed(cfg.trainer.device)
+    info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
     try:
         run_dir = Path(cfg.run_dir)
         setup_logging(info.rank, run_dir / "train.log")
@@ -155,7 +156,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if info.is_main:
             write_run_records(run_dir, OmegaConf.to_yaml(cfg, resolve=True), info.world_size)
         log.info("run folder %s", run_dir)
-        return build_trainer(cfg, info).fit()
+        with guard(info):  # names lost ranks; no retry of what a restart meets again
+            return build_trainer(cfg, info).fit()
     finally:
         cleanup()
         teardown_logging()

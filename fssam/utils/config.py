@@ -130,6 +130,7 @@ def validate_trainer(trainer: DictConfig) -> None:
     check_choice(cfg, "trainer.amp", AMP_MODES)
     check_choice(cfg, "trainer.device", DEVICES)
     check_choice(cfg, "trainer.val_protocol", EVAL_PROTOCOLS)
+    check_number(cfg, "trainer.dist_timeout_s")
     allowed = OmegaConf.select(cfg, "trainer.resume_allow_changes")
     if not OmegaConf.is_list(allowed) or not all(isinstance(k, str) and k for k in allowed):
         fail("trainer.resume_allow_changes", allowed, "must be a list of config keys, e.g. "
