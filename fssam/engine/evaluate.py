@@ -27,7 +27,7 @@ from fssam.data.episodic import episode_image_ids, episode_images
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
 from fssam.engine.feature_cache import (BatchFeatures, FeatureCache, PassMemo, log_reuse,
                                         supports_feature_cache)
-from fssam.engine.preemption import ignore_stop_signals
+from fssam.engine.preemption import StopSignalsToRank
 from fssam.engine.prior_cache import PriorCache
 from fssam.engine.visualize import episode_panel, save_episode_png
 from fssam.models.foreground import sigmoid_foreground
@@ -70,7 +70,7 @@ def build_eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int) ->
         collate_fn=collate_episodes,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
-        worker_init_fn=ignore_stop_signals,  # a stop signal ends the step, not the workers
+        worker_init_fn=StopSignalsToRank(os.getpid()),  # a stop ends the step, not them
     )
 
 

@@ -68,8 +68,13 @@ def agent_store() -> dist.Store | None:
 
 
 def _summary(err: BaseException) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0] if lines else ''}"[:500]
+    """``Type: message`` on one line; for an error raised again from a DataLoader process
+    ("Caught X in DataLoader worker process 0." and its traceback), the original message."""
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    line = lines[0] if lines else ""
+    if line.startswith("Caught ") and len(lines) > 1:
+        line = lines[-1].split(": ", 1)[-1]
+    return f"{type(err).__name__}: {line}"[:800]
 
 
 class Heartbeat:

@@ -11,6 +11,9 @@ SIGINT, SIGHUP, SIGQUIT: train.sh adds SIGUSR1) to each worker's process group, 
 ``--shutdown-timeout`` seconds (default 30) and then kills what is left; it exits 1 after
 a forwarded signal, whatever its workers returned. ``train.sh`` therefore learns how the
 run ended from ``$FSSAM_STOP_FILE``, which the run writes once its checkpoint is safe.
+(Read in torch 2.14's torch/distributed/elastic: when torchrun stops a group to restart it
+after a failure, it sends SIGTERM too, and waits a fixed 30 s before SIGKILL whatever
+``--shutdown-timeout`` says; with gloo a rank in a failed collective raises before that.)
 """
 
 from __future__ import annotations
@@ -68,12 +71,33 @@ class StopRequest:
         return bool(all_reduce_sum_cpu(flag).item() > 0)
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn`` of data-loading processes: they ignore the stop signals, which
-    torchrun and clusters send to every process, and end with their rank (PyTorch's
-    own handler would let them die, and their rank would fail instead of stopping)."""
-    for name in STOP_SIGNALS:
-        signal.signal(signal.Signals[name], signal.SIG_IGN)
+class StopSignalsToRank:
+    """``worker_init_fn`` of data-loading processes: the stop signals are their rank's
+    business. torchrun sends them to each worker's whole process group and clusters to
+    every process, and PyTorch's loader processes die on a SIGTERM that is not their
+    parent's, failing the step the rank was to finish. Here SIGUSR1 is ignored, and SIGTERM
+    ends a loader process only when it comes from the rank itself (``main_pid``) or the
+    process's parent, as the loader's shutdown and Python's exit send it: a thread waits for
+    it with ``sigwaitinfo``, which tells the sender. Where that is unavailable (not Linux),
+    the loader keeps PyTorch's behaviour."""
+
+    def __init__(self, main_pid: int) -> None:
+        self.main_pid = main_pid
+
+    def __call__(self, worker_id: int) -> None:
+        if not hasattr(signal, "sigwaitinfo"):
+            return
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads made later too
+        senders = {self.main_pid, os.getppid()}
+        threading.Thread(target=_end_on_sigterm_from, args=(senders,), daemon=True,
+                         name="fssam-sigterm").start()
+
+
+def _end_on_sigterm_from(senders: set[int]) -> None:
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid in senders:
+            os._exit(0)
 
 
 def report_stop(iteration: int, received: str | None, local_rank: int) -> None:
