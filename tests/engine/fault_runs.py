@@ -35,9 +35,15 @@ os.execv(sys.executable, [sys.executable, "-m", "torch.distributed.run", *sys.ar
 """
 
 
+def session_dir(tmp_path_factory) -> Path:
+    """A folder of this pytest session that every pytest-xdist worker sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 def shared_toy(tmp_path_factory) -> Path:
     """The synthetic dataset, made once for every pytest-xdist worker."""
-    root = tmp_path_factory.getbasetemp().parent / "fault_toy"
+    root = session_dir(tmp_path_factory) / "fault_toy"
     with open(f"{root}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (root / "done").is_file():

@@ -19,7 +19,8 @@ from fssam.engine.checkpoint import load_checkpoint
 from fssam.engine.preemption import EXIT_PREEMPTED
 
 from .fault_runs import (ITERATIONS, RUN, assert_same_run, finish, kill_tree, output,
-                         overrides, shared_toy, start, wait_for_iteration, worker_pid)
+                         overrides, session_dir, shared_toy, start, wait_for_iteration,
+                         worker_pid)
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def toy(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(toy, tmp_path_factory) -> Path:
     """An uninterrupted run through train.sh (exit 0), made once for every xdist worker."""
-    exp_dir = tmp_path_factory.getbasetemp().parent / "fault_reference"
+    exp_dir = session_dir(tmp_path_factory) / "fault_reference"
     with open(f"{exp_dir}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (exp_dir / "done").is_file():
@@ -43,25 +44,31 @@ def reference(toy, tmp_path_factory) -> Path:
     return exp_dir
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_stop_signal_at_a_random_step_then_restart_gives_the_same_weights(
-        toy, reference, tmp_path, sig):
-    step = random.randint(2, ITERATIONS - 6)
-    proc = start(tmp_path, overrides(toy, tmp_path))
-    reached = wait_for_iteration(tmp_path, step, proc)
+def stop_at_a_random_step(toy, exp_dir: Path, sig: signal.Signals, low: int,
+                          high: int) -> int:
+    """Start (or resume) the run, send ``sig`` to train.sh at a random step in low..high;
+    returns the iteration it saved."""
+    proc = start(exp_dir, overrides(toy, exp_dir))
+    reached = wait_for_iteration(exp_dir, random.randint(low, high), proc)
     proc.send_signal(sig)  # to train.sh, which passes it to torchrun, which passes it on
-    status = finish(proc, tmp_path)
-    log = output(tmp_path)
+    status = finish(proc, exp_dir)
+    log = output(exp_dir)
     assert status == EXIT_PREEMPTED, log
-    stopped = load_checkpoint(tmp_path / RUN / "last.pt")["iteration"]
-    assert reached <= stopped < ITERATIONS, (step, reached, stopped, log)
+    stopped = load_checkpoint(exp_dir / RUN / "last.pt")["iteration"]
+    assert reached <= stopped < ITERATIONS, (reached, stopped, log)
     assert f"stopped after iteration {stopped} on {sig.name}" in log
     assert f"train.sh: preempted {stopped} {sig.name}" in log
+    return stopped
 
-    resumed = start(tmp_path, overrides(toy, tmp_path))
-    assert finish(resumed, tmp_path) == 0, output(tmp_path)
-    assert f"resumed from {tmp_path / RUN / 'last.pt'} at iteration {stopped}" in \
-        (tmp_path / RUN / "train.log").read_text()
+
+def test_sigterm_then_sigusr1_at_random_steps_then_restarts_give_the_same_weights(
+        toy, reference, tmp_path):
+    first = stop_at_a_random_step(toy, tmp_path, signal.SIGTERM, 2, 6)
+    second = stop_at_a_random_step(toy, tmp_path, signal.SIGUSR1, first + 2, ITERATIONS - 4)
+    assert finish(start(tmp_path, overrides(toy, tmp_path)), tmp_path) == 0, output(tmp_path)
+    log = (tmp_path / RUN / "train.log").read_text()
+    assert [int(i) for i in re.findall(r"resumed from .* at iteration (\d+)", log)] == [
+        first, second]
     assert_same_run(reference, tmp_path)
 
 
@@ -90,6 +97,7 @@ def test_a_rank_that_stops_answering_is_named_within_the_timeout(toy, tmp_path):
         while "stopped answering" not in log.read_text() and time.monotonic() - began < 60:
             time.sleep(0.05)
         detected = time.monotonic() - began
+        os.kill(stopped, signal.SIGKILL)  # else torchrun waits its fixed 30 s to kill it
         status = finish(proc, tmp_path, timeout=60)
     finally:
         kill_tree(proc.pid)  # rank 1 too, stopped or not

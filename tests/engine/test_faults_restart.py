@@ -8,7 +8,6 @@ import datetime
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,19 +22,17 @@ def test_an_error_a_restart_meets_again_is_not_retried(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    began = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", "--max-restarts=2", str(WORKER)],
+                           "--nproc_per_node=2", "--max-restarts=1", str(WORKER)],
                           env=env, capture_output=True, text=True, timeout=240)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    # attempt 0: rank 1 meets the bad file, which is recorded; attempts 1 and 2 stop before
-    # any training with the recorded error
+    # attempt 0: rank 1 meets the bad file, which is recorded; in attempt 1 both ranks stop
+    # before any training with the recorded error
     assert out.count("EarlierFailureError: not training again: an earlier attempt of this "
                      "job failed with an error a restart meets again (rank 1: BadFileError: "
                      "image /data/x.jpg is empty (0 bytes))") >= 2, out[-3000:]
-    assert "attempt 2 rank 0 started" in out
-    print(f"3 attempts in {time.monotonic() - began:.1f} s")
+    assert "attempt 1 rank 0 started" in out and "attempt 2" not in out
 
 
 @pytest.fixture
