@@ -9,7 +9,9 @@ or a base learner on the fold's base classes (HMNet's first stage).
 See fssam/configs/train.yaml and its groups for every option. The run folder
 (exp/<dataset>/<model>/split<i>/<K>shot/<variant>/) receives config.yaml, git.txt,
 env.txt, train.log, metrics.jsonl, tb/, last.pt and best.pt; an existing last.pt there
-is resumed. The code is ``fssam.cli.train`` and ``fssam.engine.training``.
+is resumed. Exit status: 0 when training ended, 75 when it stopped on SIGTERM or SIGUSR1
+after writing last.pt (start the same command again to resume), 1 on an error. The code is
+``fssam.cli.train`` and ``fssam.engine.training``.
 """
 
 from fssam.cli.train import main

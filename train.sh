@@ -1,5 +1,5 @@
 #!/bin/sh
-# Train with torchrun on the paper's recipe (configs/train.yaml + experiment/<dataset>_<method>).
+# Train with torchrun on the paper's recipe (fssam/configs/train.yaml + experiment/<dataset>_<method>).
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot|base} HMNet {resnet50|vgg} [hydra overrides...]
 # GPUs: processes on this node; port: the rendezvous port. Both 1-shot and K-shot work.
@@ -12,12 +12,18 @@
 # MASTER_ADDR (address of node 0, default 127.0.0.1), with the same port, e.g. node 1 of 2:
 #   NNODES=2 NODE_RANK=1 MASTER_ADDR=10.0.0.1 sh train.sh 4 29500 coco 0 1 FSSAM small
 # The run folder (exp/...) must be on a filesystem shared by the nodes for resuming.
+# Faults (README "Faults"): a rank that dies makes torchrun restart the group, which resumes
+# from last.pt by itself, up to MAX_RESTARTS times (default 3). SIGTERM or SIGUSR1 to
+# this script (or to torchrun) stops every rank after the same step with last.pt of that
+# step, within STOP_TIMEOUT seconds (default 300; then torchrun kills the workers); the
+# script then exits 75: start it again to resume. Exit 0: training ended; other: an error.
 set -eu
 
 usage() {
     echo "usage: sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1 | base} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       multi-node: NNODES, NODE_RANK, MASTER_ADDR (see the header of train.sh)" >&2
+    echo "       faults: MAX_RESTARTS (default 3), STOP_TIMEOUT (seconds, default 300)" >&2
     exit 2
 }
 
@@ -28,6 +34,10 @@ fail() {
 
 positive() {  # positive() NAME VALUE
     case $2 in '' | *[!0-9]* | 0*) fail "$1 must be a positive integer, got '$2'" ;; esac
+}
+
+count() {  # count() NAME VALUE: an integer >= 0
+    case $2 in '' | *[!0-9]* | 0?*) fail "$1 must be an integer >= 0, got '$2'" ;; esac
 }
 
 [ $# -ge 7 ] || fail "expected at least 7 arguments, got $#"
@@ -64,6 +74,36 @@ positive NNODES "$nnodes"
 case $node_rank in '' | *[!0-9]*) fail "NODE_RANK must be an integer >= 0, got '$node_rank'" ;; esac
 [ "$node_rank" -lt "$nnodes" ] || fail "NODE_RANK must be below NNODES=$nnodes, got '$node_rank'"
 
-exec torchrun --nnodes="$nnodes" --node_rank="$node_rank" --master_addr="$master_addr" \
-    --master_port="$port" --nproc_per_node="$gpus" "$(dirname "$0")/train.py" \
-    dataset="$dataset" split="$split" "$@"
+max_restarts=${MAX_RESTARTS:-3} stop_timeout=${STOP_TIMEOUT:-300}
+count MAX_RESTARTS "$max_restarts"
+positive STOP_TIMEOUT "$stop_timeout"
+
+# torchrun runs in the background so that this script can pass stop signals on (each kind
+# once: a cluster may signal every process itself) and report how the run ended: torchrun
+# exits 1 after any signal it forwarded, the run writes $FSSAM_STOP_FILE once its
+# checkpoint is safe.
+stop_file=$(mktemp "${TMPDIR:-/tmp}/fssam_stop.XXXXXX")
+trap 'rm -f "$stop_file"' EXIT
+FSSAM_STOP_FILE=$stop_file torchrun --nnodes="$nnodes" --node_rank="$node_rank" \
+    --master_addr="$master_addr" --master_port="$port" --nproc_per_node="$gpus" \
+    --max-restarts="$max_restarts" --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 \
+    --shutdown-timeout="$stop_timeout" "$(dirname "$0")/train.py" \
+    dataset="$dataset" split="$split" "$@" &
+pid=$! forwarded=""
+forward() {  # forward SIGNAL
+    case "$forwarded" in *" $1"*) return ;; esac
+    forwarded="$forwarded $1"
+    kill -s "$1" "$pid" 2>/dev/null || :
+}
+for sig in TERM USR1 INT HUP; do trap "forward $sig" "$sig"; done
+status=0
+wait "$pid" || status=$?
+while kill -0 "$pid" 2>/dev/null; do  # a trapped signal ended the wait, not torchrun
+    status=0
+    wait "$pid" || status=$?
+done
+if [ -s "$stop_file" ]; then
+    echo "train.sh: $(cat "$stop_file"): start the same command again to resume" >&2
+    exit 75
+fi
+exit "$status"

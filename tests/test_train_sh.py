@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SINGLE_NODE = "--nnodes=1 --node_rank=0 --master_addr=127.0.0.1"
+FAULT_FLAGS = ("--max-restarts=3 --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 "
+               "--shutdown-timeout=300")
 
 
 @pytest.fixture
@@ -23,7 +25,8 @@ def fake_path(tmp_path: Path) -> str:
 
 
 def run(args: list[str], path: str, **env_vars: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("NNODES", "NODE_RANK", "MASTER_ADDR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NNODES", "NODE_RANK", "MASTER_ADDR", "MAX_RESTARTS", "STOP_TIMEOUT")}
     env.update(PATH=path, **env_vars)
     return subprocess.run(["sh", str(REPO / "train.sh"), *args], env=env, capture_output=True,
                           text=True, timeout=30)
@@ -51,7 +54,7 @@ def test_valid_arguments_reach_torchrun(fake_path, args, expected):
     gpus, port = args[:2]
     assert result.stdout.split("\n")[:-1] == [
         *SINGLE_NODE.split(), f"--master_port={port}", f"--nproc_per_node={gpus}",
-        f"{REPO}/train.py", *expected.split()]
+        *FAULT_FLAGS.split(), f"{REPO}/train.py", *expected.split()]
 
 
 def test_overrides_pass_through_unchanged(fake_path):
@@ -67,6 +70,28 @@ def test_multi_node_from_environment(fake_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:5] == ["--nnodes=2", "--node_rank=1", "--master_addr=10.0.0.1",
                                             "--master_port=29500", "--nproc_per_node=8"]
+
+
+def test_fault_settings_from_environment(fake_path):
+    result = run(["2", "29500", "coco", "1", "1", "FSSAM", "small"], fake_path,
+                 MAX_RESTARTS="0", STOP_TIMEOUT="90")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.split("\n")
+    assert "--max-restarts=0" in lines and "--shutdown-timeout=90" in lines
+
+
+def test_run_that_stopped_on_a_signal_exits_75(tmp_path):
+    """A torchrun whose run confirmed its checkpoint in $FSSAM_STOP_FILE (and then exits 1,
+    as torchrun does after a forwarded signal): train.sh exits 75 and removes the file."""
+    fake = tmp_path / "bin" / "torchrun"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "preempted 7 SIGTERM" > "$FSSAM_STOP_FILE"\n'
+                    'echo "$FSSAM_STOP_FILE"\nexit 1\n')
+    fake.chmod(0o755)
+    result = run(["2", "29500", "coco", "1", "1", "FSSAM", "small"],
+                 f"{fake.parent}{os.pathsep}{os.environ['PATH']}", TMPDIR=str(tmp_path))
+    assert result.returncode == 75 and "preempted 7 SIGTERM" in result.stderr
+    assert not Path(result.stdout.strip()).exists()
 
 
 @pytest.mark.parametrize("args, env, message", [
@@ -87,6 +112,10 @@ def test_multi_node_from_environment(fake_path):
     (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "0"}, "NNODES must be a positive integer"),
     (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"NNODES": "2", "NODE_RANK": "2"},
      "NODE_RANK must be below NNODES=2, got '2'"),
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"MAX_RESTARTS": "-1"},
+     "MAX_RESTARTS must be an integer >= 0, got '-1'"),
+    (["4", "29500", "pascal", "0", "1", "FSSAM", "small"], {"STOP_TIMEOUT": "0"},
+     "STOP_TIMEOUT must be a positive integer, got '0'"),
 ])
 def test_bad_arguments_exit_2_with_usage(fake_path, args, env, message):
     result = run(args, fake_path, **env)

@@ -119,6 +119,9 @@ class TrainerConfig:
     save_every: Optional[int] = None
     log_every: int = 20
     resume: bool = True
+    # config keys (or prefixes) a resume may change from the checkpoint's (resume_check.py)
+    resume_allow_changes: list[str] = field(default_factory=list)
+    dist_timeout_s: float = 1800.0  # a collective waiting longer fails, naming the lost ranks
     deterministic: bool = False
     progress: bool = True
 

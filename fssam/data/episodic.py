@@ -32,7 +32,8 @@ from torch.utils.data import Dataset
 from fssam.contract import IGNORE_LABEL, image_identity
 from fssam.data import support_prompts as P
 from fssam.data import transforms as T
-from fssam.data.folds import fold_classes
+from fssam.data.bad_files import check_label_values, in_episode
+from fssam.data.folds import fold_classes, num_classes
 from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
                                  sequence_fingerprint, usable_classes)
 from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
@@ -67,14 +68,17 @@ class EpisodicDataset(Dataset):
     (`mode="val"`, `num_episodes` items) episodes over `records`.
 
     Evaluation episodes follow ``protocol`` ("release": the releases' sequence for a loader
-    of ``release_workers`` workers; "seeds": ours), drawn from ``seed``.
+    of ``release_workers`` workers; "seeds": ours), drawn from ``seed``. A file that cannot
+    be used (``fssam.data.bad_files``; label values above ``max_class`` but 255 when it is
+    given) stops with a BadFileError naming it and the episode.
     """
 
     def __init__(self, *, records: Sequence[ImageRecord], class_ids: Sequence[int], shot: int,
                  mode: str, image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
                  support_annotation: str = "mask",
                  scale_range: tuple[float, float] = (0.9, 1.1), protocol: str = SEEDS,
-                 release_workers: int = 0, support_points: int = P.DEFAULT_POINTS) -> None:
+                 release_workers: int = 0, support_points: int = P.DEFAULT_POINTS,
+                 max_class: int | None = None) -> None:
         _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                         image_size=image_size, num_episodes=num_episodes, seed=seed,
                         protocol=protocol, release_workers=release_workers,
@@ -88,6 +92,7 @@ class EpisodicDataset(Dataset):
         self.support_annotation = support_annotation
         self.support_points = support_points
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.max_class = max_class
         self.epoch = 0
         self.images_of_class = class_index(self.records)
         # training: a class's 0-based index in the ascending list of the fold's base classes
@@ -130,10 +135,14 @@ class EpisodicDataset(Dataset):
         return draw_episode(self.records, self.images_of_class, self.usable, self.shot, index,
                             rng)
 
-    def _load(self, record_index: int, class_id: int,
-              boxes: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _load(self, record_index: int, class_id: int, boxes: bool = False,
+              where: str = "") -> tuple[np.ndarray, np.ndarray]:
         record = self.records[record_index]
-        image, label = read_pair(record.image, record.label)
+        try:
+            image, label = read_pair(record.image, record.label)
+            check_label_values(label, record.label, self.max_class)
+        except (OSError, ValueError) as err:
+            raise in_episode(err, where) from err
         label = T.binarize(label, class_id)
         return image, boxes_from_mask(label) if boxes else label
 
@@ -150,15 +159,17 @@ class EpisodicDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         episode = self.sample(index, rng)
         query, class_id, supports = episode.query, episode.class_id, episode.supports
-        query_image, query_label = self._load(query, class_id)
+        where = self._episode_name(index)
+        query_image, query_label = self._load(query, class_id, where=f"the query of {where}")
         image, mask = self._transform(query_image, query_label, rng)
         item = {"query_img": _image_tensor(image), "query_mask": _mask_tensor(mask)}
         support_imgs, support_masks, prompts = [], [], []
         boxes = self.support_annotation == "bbox"
         prompted = self.support_annotation in P.PROMPTED
         prompt_rng = P.episode_rng(self.protocol, self.seed, index) if prompted else None
-        for j in supports:
-            image, mask = self._transform(*self._load(j, class_id, boxes), rng)
+        for k, j in enumerate(supports):
+            name = f"support {k + 1} of {len(supports)} of {where}"
+            image, mask = self._transform(*self._load(j, class_id, boxes, name), rng)
             support_imgs.append(_image_tensor(image))
             if prompted:
                 prompts.append(P.support_prompt(self.support_annotation, mask, prompt_rng,
@@ -179,6 +190,11 @@ class EpisodicDataset(Dataset):
             item["query_id"] = self._identity(query)
             item["support_ids"] = [self._identity(j) for j in supports]
         return item
+
+    def _episode_name(self, index: int) -> str:
+        if self.mode == "train":
+            return f"training episode {index} of epoch {self.epoch}"
+        return f"evaluation episode {index} ({self.protocol} protocol, seed {self.seed})"
 
     def _identity(self, record_index: int) -> str:
         """``image_identity`` of an evaluation image (resized by ``eval_transform``)."""
@@ -229,7 +245,7 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
                            support_annotation=support_annotation, scale_range=scale_range,
                            protocol=protocol, release_workers=release_workers,
-                           support_points=support_points)
+                           support_points=support_points, max_class=num_classes(dataset))
 
 
 def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from fssam.contract import IGNORE_LABEL
 from fssam.data import transforms as T
+from fssam.data.bad_files import in_episode
 from fssam.data.folds import base_classes, num_classes
 from fssam.data.sources import MODES, checked_pairs, read_pair
 
@@ -73,8 +74,11 @@ class BaseClassDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"item {index} out of range 0..{len(self) - 1}")
         image_path, label_path = self.pairs[index]
-        image, label = read_pair(image_path, label_path)
-        label = remap_label(label, self.table, label_path)
+        try:
+            image, label = read_pair(image_path, label_path)
+            label = remap_label(label, self.table, label_path)
+        except (OSError, ValueError) as err:
+            raise in_episode(err, f"{self.mode} item {index} of epoch {self.epoch}") from err
         if self.mode == "train":
             rng = np.random.default_rng([self.seed, self.epoch, index])
             image, label = T.train_transform(image, label, size=self.image_size,

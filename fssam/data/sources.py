@@ -37,10 +37,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.contract import IGNORE_LABEL
+from fssam.data.bad_files import check_image_complete, check_not_empty
 from fssam.data.folds import base_classes, novel_classes, num_classes
 from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
                                     resolve_train_list, resolve_val_list)
-from fssam.utils.io import atomic_write_text
+from fssam.utils.io import WriteError, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,11 @@ class ImageRecord:
 
 
 def read_image(path: str) -> np.ndarray:
-    """RGB uint8 [H,W,3]; FileNotFoundError / ValueError name the file."""
+    """RGB uint8 [H,W,3]; FileNotFoundError / ValueError name the file (BadFileError for
+    an empty or truncated one, which OpenCV would decode in part without an error)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
+    check_image_complete(path)
     image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot read image {path}")
@@ -84,6 +87,7 @@ def read_label(path: str) -> np.ndarray:
     """Class-index label uint8 [H,W] (grey or palette PNG); errors name the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"label not found: {path}")
+    check_not_empty(path, "label")
     try:
         with Image.open(path) as label:
             mode = label.mode
@@ -340,7 +344,11 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                          f"(coco_folds={coco_folds}) under {root}")
     payload = {"key": key, "records": [[r.image, r.label, list(r.classes), list(r.present)]
                                        for r in records]}
-    atomic_write_text(path, json.dumps(payload))
+    try:
+        atomic_write_text(path, json.dumps(payload))
+    except WriteError as err:
+        raise WriteError(err.errno, f"{err.strerror} (the image-list cache: set "
+                                    f"dataset.cache_dir to a writable folder)") from err
     log.info("built %d %s images for %s fold %d, cached in %s", len(records), mode, dataset,
              fold, path)
     return records

@@ -9,15 +9,17 @@ supported hold one ``optimizer`` instead; they still resume.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from fssam.utils.io import atomic_write
+from fssam.utils.dist import broadcast_object
+from fssam.utils.io import WriteError, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,39 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically.
 
     The bytes go to a temporary file in the same folder, are flushed and fsynced, then
-    renamed over ``path``: a crash at any point leaves the previous file intact.
+    renamed over ``path``: a crash at any point leaves the previous file intact. The state
+    is serialised in memory first: ``torch.save`` into a full disk reports only "unexpected
+    pos", the write of its bytes a ``WriteError`` naming ``path`` and the cause.
     """
-    path = atomic_write(path, lambda handle: torch.save(dict(state), handle))
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    data = buffer.getbuffer()
+    path = atomic_write(path, lambda handle: handle.write(data))
     log.info("saved %s", path)
     return path
+
+
+def save_on_main(make_state: Callable[[], Mapping[str, Any]], paths: Sequence[Path], *,
+                 is_main: bool) -> None:
+    """Rank 0 writes ``make_state()`` to each of ``paths``; then every rank raises if it
+    could not (a collective: a full disk stops all ranks with rank 0's error, which names
+    the file and the cause, instead of leaving them waiting for rank 0)."""
+    error: Exception | None = None
+    if is_main:
+        try:
+            state = make_state()
+            for path in paths:
+                save_checkpoint(state, path)
+        except Exception as err:  # noqa: BLE001 (told to every rank, then raised)
+            error = err
+    failure = broadcast_object(None if error is None else (getattr(error, "errno", None),
+                                                           str(error)))
+    if error is not None:
+        raise error
+    if failure is not None:
+        code, message = failure
+        text = f"rank 0 could not save a checkpoint: {message}"
+        raise RuntimeError(text) if code is None else WriteError(code, text)
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu",

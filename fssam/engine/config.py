@@ -90,6 +90,10 @@ def validate_trainer(trainer: DictConfig) -> None:
     for key in ("total_batch_size", "max_iterations", "early_stop_patience", "save_every",
                 "num_threads"):
         check_int(cfg, f"trainer.{key}", 1, optional=True)
+    check_number(cfg, "trainer.dist_timeout_s")
+    if not all(key.strip() for key in trainer.resume_allow_changes):
+        fail("trainer.resume_allow_changes", list(trainer.resume_allow_changes),
+             "must be a list of config keys, e.g. [trainer.epochs]")
     validate_eval_cache(trainer.eval_cache)
 
 

@@ -28,6 +28,7 @@ from fssam.data import collate_episodes
 from fssam.data.support_prompts import LABELS_KEY, POINTS_KEY, SCRIBBLES_KEY
 from fssam.engine.evaluator import SegmentationEvaluator, logits_to_prediction
 from fssam.engine.feature_cache import BatchFeatures, FeatureCache, PassMemo, log_reuse
+from fssam.engine.preemption import StopSignalsToRank
 from fssam.engine.prior_cache import PriorCache
 from fssam.engine.visualize import episode_panel, save_episode_png
 
@@ -69,6 +70,7 @@ def build_eval_loader(dataset: Dataset, *, batch_size: int, num_workers: int) ->
         collate_fn=collate_episodes,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=False,
+        worker_init_fn=StopSignalsToRank(os.getpid()),  # a stop ends the step, not them
     )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from fssam.data import collate_episodes
+from fssam.engine.preemption import StopSignalsToRank
 
 
 class ResumableSampler(Sampler[int]):
@@ -59,4 +61,5 @@ def build_train_loader(dataset: Dataset, *, batch_size: int, num_workers: int, s
         drop_last=True,
         generator=torch.Generator().manual_seed(seed + rank),
         persistent_workers=False,
+        worker_init_fn=StopSignalsToRank(os.getpid()),  # a stop ends the step, not them
     )

@@ -9,7 +9,10 @@ TensorBoard), validation (evenly spaced within each epoch) by what the run valid
 (``fssam.engine.validation``: few-shot episodes, or the base classes of a base learner),
 ``best.pt`` by mIoU, ``last.pt`` with everything needed to continue, automatic resume
 (mid-epoch included: the batches already done are skipped, so a resumed run ends with
-the weights of an uninterrupted one) and early stopping.
+the weights of an uninterrupted one; a checkpoint of another run, or a changed config, is
+refused by ``fssam.engine.resume_check``), early stopping, and stopping on SIGTERM or
+SIGUSR1 after a step that every rank agrees on, with ``last.pt`` of that iteration
+(``fssam.engine.preemption``).
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from fssam.engine import checkpoint as ckpt
 from fssam.engine.optim import (ScheduledOptimizer, backward_and_step, load_optimizer_states,
                                 optimizer_states)
+from fssam.engine.preemption import PREEMPTED, StopRequest, report_stop
+from fssam.engine.resume_check import check_resume_config
 from fssam.engine.schedule import epoch_validation_points
 from fssam.engine.train_data import ResumableSampler
 from fssam.engine.validation import Validation
-from fssam.engine.config import config_changes
 from fssam.utils.dist import DistInfo, all_gather_objects, all_reduce_sum, broadcast_object
 from fssam.utils.logging import RunRecords
 from fssam.utils.seed import get_rng_state, set_rng_state
@@ -54,6 +58,8 @@ class TrainSettings:
     epoch ``val_start_epoch`` on; epochs before ``val_mid_epoch_from`` validate only at
     their end; the validations inside an epoch come ``val_mid_epoch_delay`` steps later than
     evenly spaced (HMNet's release: 1). ``amp_dtype`` float16 adds a gradient scaler.
+    ``resume_allow_changes``: config keys (or prefixes) a resume may change
+    (``fssam.engine.resume_check``).
     """
 
     epochs: int
@@ -68,6 +74,7 @@ class TrainSettings:
     log_every: int = 20
     resume: bool = True
     progress: bool = True
+    resume_allow_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -112,6 +119,8 @@ class Trainer:
         self.state = TrainState()
         self.records: RunRecords | None = None
         self._losses: list[float] = []
+        self._stop = StopRequest()
+        self._saved_at = -1
 
     @staticmethod
     def _wrap(model: torch.nn.Module, dist: DistInfo) -> torch.nn.Module:
@@ -165,7 +174,7 @@ class Trainer:
         at_epoch_start = self.state.iteration % self.iters_per_epoch == 0
         stopped = "stopped early" if at_epoch_start and self._patience_exhausted() else None
         redirect = logging_redirect_tqdm() if self._show_progress() else contextlib.nullcontext()
-        with redirect:
+        with redirect, self._stop:
             try:
                 while stopped is None and self.state.iteration < limit:
                     stopped = self._run_epoch(limit)
@@ -204,7 +213,16 @@ class Trainer:
                                           epoch_end=done == ipe, limit=limit)
                 if reason:
                     return reason
+                if self._stop.agreed():
+                    return self._stop_on_signal()
         return None
+
+    def _stop_on_signal(self) -> str:
+        """Every rank agreed to stop after this step: ``last.pt`` of this iteration."""
+        if self._saved_at != self.state.iteration:
+            self._save([ckpt.LAST])
+        report_stop(self.state.iteration, self._stop.received, self.dist.local_rank)
+        return PREEMPTED
 
     def _after_step(self, loss: float, lr: float, *, validate: bool, epoch_end: bool,
                     limit: int) -> str | None:
@@ -284,10 +302,9 @@ class Trainer:
 
     def _save(self, names: Sequence[str]) -> None:
         rng = all_gather_objects(get_rng_state())  # every rank takes part
-        if self.dist.is_main:
-            state = self._checkpoint(rng)
-            for name in names:
-                ckpt.save_checkpoint(state, self.run_dir / name)
+        ckpt.save_on_main(lambda: self._checkpoint(rng), [self.run_dir / n for n in names],
+                          is_main=self.dist.is_main)
+        self._saved_at = self.state.iteration
 
     def _resume(self) -> None:
         found = ckpt.find_resume_checkpoint(self.run_dir) if self.settings.resume else None
@@ -295,6 +312,8 @@ class Trainer:
             return
         path = self.run_dir / ckpt.LAST
         state = ckpt.load_checkpoint(path, map_location="cpu")
+        check_resume_config(state["config"], self.config, path=str(path),
+                            allowed=self.settings.resume_allow_changes)
         if state.get("iterations_per_epoch") != self.iters_per_epoch:
             raise ValueError(
                 f"cannot resume from {path}: it has {state.get('iterations_per_epoch')} "
@@ -311,7 +330,5 @@ class Trainer:
         else:
             log.warning("checkpoint holds random states of %d processes, this run has %d: "
                         "random streams restart", len(state["rng"]), self.dist.world_size)
-        for key, old, new in config_changes(state["config"], self.config):
-            log.warning("resuming with %s=%r (the checkpoint had %r)", key, new, old)
         log.info("resumed from %s at iteration %d (epoch %d)", path, self.state.iteration,
                  state["epoch"])

@@ -27,6 +27,7 @@ from fssam.engine.config import (AMP_DTYPES, amp_dtype, base_dataset_kwargs, dat
                                  model_task, per_process_batch, plain, release_workers,
                                  validate_config, validate_trainer)
 from fssam.engine.evaluate import build_eval_loader
+from fssam.engine.faults import guard
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
 from fssam.engine.train_data import build_train_loader
@@ -48,7 +49,7 @@ def settings_from_config(trainer: DictConfig) -> TrainSettings:
         val_mid_epoch_delay=trainer.val_mid_epoch_delay,
         amp_dtype=AMP_DTYPES[str(trainer.amp)],
         save_every=trainer.save_every, log_every=trainer.log_every, resume=trainer.resume,
-        progress=trainer.progress)
+        progress=trainer.progress, resume_allow_changes=tuple(trainer.resume_allow_changes))
 
 
 def build_optimizers(cfg: DictConfig, model: torch.nn.Module,
@@ -132,7 +133,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg``, join the process group, train; returns the trainer's summary."""
     validate_config(cfg)
     validate_trainer(cfg.trainer)
-    info = init_distributed(cfg.trainer.device)
+    info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
     try:
         run_dir = Path(cfg.run_dir)
         setup_logging(info.rank, run_dir / "train.log")
@@ -144,7 +145,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if info.is_main:
             write_run_records(run_dir, OmegaConf.to_yaml(cfg, resolve=True), info.world_size)
         log.info("run folder %s", run_dir)
-        return build_trainer(cfg, info).fit()
+        with guard(info):  # names lost ranks; no retry of what a restart meets again
+            return build_trainer(cfg, info).fit()
     finally:
         cleanup()
         teardown_logging()

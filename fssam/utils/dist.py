@@ -45,11 +45,14 @@ def _pick_device(device: str, local_rank: int) -> torch.device:
     return torch.device("cuda", local_rank)
 
 
-def init_distributed(device: str = "auto", timeout_min: int = 30) -> DistInfo:
+def init_distributed(device: str = "auto", timeout_min: int = 30,
+                     timeout_s: float | None = None) -> DistInfo:
     """Join the process group from torchrun's environment (NCCL on CUDA, gloo on CPU).
 
     Without torchrun's variables this is one process of rank 0. ``device``: ``auto``
-    (CUDA when available), ``cuda`` or ``cpu``.
+    (CUDA when available), ``cuda`` or ``cpu``. A collective that waits longer than the
+    timeout (``timeout_s`` seconds when given, else ``timeout_min`` minutes) fails: gloo
+    raises in the waiting rank, NCCL's watchdog ends the process.
     """
     if not _launched_by_torchrun():
         return DistInfo(0, 1, 0, _pick_device(device, 0))
@@ -59,10 +62,27 @@ def init_distributed(device: str = "auto", timeout_min: int = 30) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs: dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_min),
-                                **kwargs)
+        timeout = datetime.timedelta(minutes=timeout_min) if timeout_s is None else \
+            datetime.timedelta(seconds=timeout_s)
+        store = _attempt_store()
+        if store is not None:
+            kwargs.update(store=store, rank=rank, world_size=world)
+        dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
         log.info("rank %d of %d joined the %s process group on %s", rank, world, backend, dev)
     return DistInfo(rank, world, local_rank, dev)
+
+
+def _attempt_store() -> dist.Store | None:
+    """Under torchrun, the process group's keys go to torchrun's store below a prefix of
+    this attempt (``TORCHELASTIC_RESTART_COUNT``): that store outlives a restart of the
+    group, and a restarted group that reads the addresses its predecessor left there fails
+    to connect (pytorch/pytorch#135712, #167288). None elsewhere (``env://`` as usual)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    client = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                           is_master=False, timeout=datetime.timedelta(minutes=30))
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    return dist.PrefixStore(f"fssam/attempt{attempt}/process_group", client)
 
 
 def is_dist() -> bool:

@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.tensorboard import SummaryWriter
 
+from fssam.utils.io import WriteError
+
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -75,11 +77,17 @@ class JsonlWriter:
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
 
     def write(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(_json_value(record)) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(_json_value(record)) + "\n")
+            self._file.flush()
+        except OSError as err:  # a full disk: name the file (Python's error does not)
+            raise WriteError(err.errno, f"cannot append to {self.path}: {err.strerror}") from err
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as err:  # the record that could not be written is reported already
+            logging.getLogger(__name__).warning("closing %s: %s", self.path, err)
 
 
 def truncate_jsonl(path: str | os.PathLike, max_iteration: int) -> None:

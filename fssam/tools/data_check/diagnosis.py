@@ -24,6 +24,9 @@ def _file_notes(dataset: str, findings: Findings, *, missing_explained: bool) ->
     if "out_of_range" in findings:
         notes.append("label values outside the class range: colour labels converted to grey, "
                      "or labels with another class numbering")
+    if "empty_file" in findings or "truncated_image" in findings:
+        notes.append("empty or cut-short files: an interrupted download, unpacking or copy; "
+                     "fetch those files again")
     if "size_mismatch" in findings:
         notes.append("labels whose size differs from their image: resized labels, or labels of "
                      "another version of the images")

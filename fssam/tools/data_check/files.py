@@ -1,10 +1,12 @@
 """Checks of a dataset's files before any list is built: layout, then every label.
 
 Layout: the folders of the dataset's layout (``fssam.data.sources``) and, for every
-training and evaluation pair, that its image and label exist. Labels: single-channel
-8-bit class-index PNGs (colour/RGB labels, other modes, values outside 0..C and 255,
-and labels whose size differs from their image are reported). Each kind of problem is
-one ``Finding`` with its count and the first few files.
+training and evaluation pair, that its image and label exist. Files: empty ones; images
+that training cannot read (decoded as training decodes them, JPEGs cut short included:
+``fssam.data.bad_files``); single-channel 8-bit class-index PNG labels (colour/RGB labels,
+other modes, values outside 0..C and 255, and labels whose size differs from their image
+are reported). Each kind of problem is one ``Finding`` with its count and the first few
+files: one pass finds every bad file training or testing would stop on.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.contract import IGNORE_LABEL
-from fssam.data.sources import MODES, list_pairs
+from fssam.data.bad_files import jpeg_truncated
+from fssam.data.sources import MODES, list_pairs, read_image
 from fssam.data.train_lists import TrainList
 
 # kind -> what it means (every kind makes the check fail)
@@ -29,6 +32,8 @@ KINDS = {
     "missing_folder": "folders or files of the layout missing",
     "missing_image": "listed images missing",
     "missing_label": "listed labels missing",
+    "empty_file": "empty files (0 bytes)",
+    "truncated_image": "images cut short (JPEGs without their end marker)",
     "unreadable_image": "images that cannot be read",
     "unreadable_label": "labels that cannot be read",
     "rgb_label": "colour (RGB) labels, not single-channel class-index PNGs",
@@ -120,6 +125,9 @@ def check_layout(dataset: str, root: str, train_list: TrainList, keep: int = 5
 def inspect_pair(pair: tuple[str, str], max_class: int) -> list[tuple[str, str]]:
     """``(kind, file and detail)`` of every problem of one image/label pair."""
     image, label = pair
+    empty = [("empty_file", path) for path in pair if os.path.getsize(path) == 0]
+    if empty:
+        return empty
     try:
         with Image.open(label) as handle:
             mode, size = handle.mode, handle.size
@@ -139,11 +147,13 @@ def inspect_pair(pair: tuple[str, str], max_class: int) -> list[tuple[str, str]]
         bad = [int(v) for v in values if v > max_class and v != IGNORE_LABEL]
         if bad:
             problems.append(("out_of_range", f"{label} (values {bad[:6]})"))
+    if jpeg_truncated(image):
+        return problems + [("truncated_image", image)]
     try:
-        with Image.open(image) as handle:
-            image_size = handle.size
-    except (OSError, SyntaxError, ValueError) as err:
+        height, width = read_image(image).shape[:2]
+    except (OSError, ValueError) as err:
         return problems + [("unreadable_image", f"{image} ({err})")]
+    image_size = (width, height)
     if image_size != size:
         problems.append(("size_mismatch", f"{label} is {size[0]}x{size[1]}, its image "
                                           f"{image_size[0]}x{image_size[1]}"))
