@@ -27,7 +27,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from fssam.data.episodic import SUPPORT_ANNOTATIONS
-from fssam.data.folds import COCO_FOLDS, DATASETS as BENCHMARKS
+from fssam.data.benchmarks import NAMES as BENCHMARKS
+from fssam.data.folds import COCO_FOLDS
 from fssam.data.protocol import PROTOCOLS
 from fssam.engine.build import WEIGHTS
 from fssam.engine.config import AMP_MODES, DEVICES, TASKS

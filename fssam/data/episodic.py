@@ -27,11 +27,14 @@ import torch
 from torch.utils.data import Dataset
 
 from fssam.contract import IGNORE_LABEL, image_identity
+from fssam.data import benchmarks
 from fssam.data import transforms as T
+from fssam.data.benchmarks import INDEX
 from fssam.data.folds import fold_classes
 from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
                                  sequence_fingerprint, usable_classes)
-from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
+from fssam.data.sources import (MODES, ImageRecord, build_image_list, class_index,
+                                read_episode_pair)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,8 @@ class EpisodicDataset(Dataset):
                  mode: str, image_size: int = 512, num_episodes: int = 1000, seed: int = 0,
                  support_annotation: str = "mask",
                  scale_range: tuple[float, float] = (0.9, 1.1), protocol: str = SEEDS,
-                 release_workers: int = 0) -> None:
+                 release_workers: int = 0, labels: str = INDEX, metric_size: int | None = None,
+                 release_rule: str = "fssam") -> None:
         _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                         image_size=image_size, num_episodes=num_episodes, seed=seed,
                         protocol=protocol, release_workers=release_workers)
@@ -88,12 +92,14 @@ class EpisodicDataset(Dataset):
         # (the base list), the label a base learner gives it minus 1
         self.class_rank = {c: i for i, c in enumerate(sorted(self.class_ids))}
         self.protocol = protocol
+        self.labels, self.metric_size = labels, metric_size
         self._check_class_counts()
         self.episodes: list[Episode] = []
         if mode == "val":
             self.episodes = episode_sequence(protocol, self.records, shot=shot,
                                              num_episodes=num_episodes, seed=seed,
-                                             workers=release_workers)
+                                             workers=release_workers,
+                                             release_rule=release_rule)
 
     def fingerprint(self) -> str:
         """Names the evaluation episodes: protocol, seed and a hash of their images and
@@ -127,8 +133,7 @@ class EpisodicDataset(Dataset):
     def _load(self, record_index: int, class_id: int,
               boxes: bool = False) -> tuple[np.ndarray, np.ndarray]:
         record = self.records[record_index]
-        image, label = read_pair(record.image, record.label)
-        label = T.binarize(label, class_id)
+        image, label = read_episode_pair(record.image, record.label, class_id, self.labels)
         return image, boxes_from_mask(label) if boxes else label
 
     def _transform(self, image: np.ndarray, label: np.ndarray,
@@ -159,11 +164,19 @@ class EpisodicDataset(Dataset):
         if self.mode == "train":
             item["base_class_index"] = torch.tensor(self.class_rank[class_id], dtype=torch.int64)
         if self.mode == "val":
-            item["query_label"] = _mask_tensor(query_label)
+            item["query_label"] = _mask_tensor(self._scored(query_label))
             item["episode"] = torch.tensor(index, dtype=torch.int64)
             item["query_id"] = self._identity(query)
             item["support_ids"] = [self._identity(j) for j in supports]
         return item
+
+    def _scored(self, label: np.ndarray) -> np.ndarray:
+        """The query mask the metric compares with: the label itself, or resized (nearest)
+        to ``metric_size`` where the benchmark's reference scores at a fixed size."""
+        if self.metric_size is None:
+            return label
+        size = (self.metric_size, self.metric_size)
+        return cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
 
     def _identity(self, record_index: int) -> str:
         """``image_identity`` of an evaluation image (resized by ``eval_transform``)."""
@@ -193,20 +206,29 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                   coco_folds: str = "interleaved", support_annotation: str = "mask",
                   scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
                   val_list: str | None = None, cache_dir: str | None = None,
-                  protocol: str = SEEDS, release_workers: int = 0) -> EpisodicDataset:
+                  protocol: str = SEEDS, release_workers: int = 0,
+                  subset: str | None = None) -> EpisodicDataset:
     """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"
-    (episodes of ``protocol``, see ``fssam.data.protocol``)."""
+    (episodes of ``protocol``, see ``fssam.data.protocol``). ``subset``: the benchmark's
+    list an evaluation reads, "val" (default) or "test" (``Benchmark.test_subset``: the
+    same list as "val" where the benchmark has no test list of its own)."""
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                     image_size=image_size, num_episodes=num_episodes, seed=seed,
                     protocol=protocol, release_workers=release_workers)
-    class_ids = fold_classes(dataset, mode, fold, coco_folds)
-    records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
+    bench = benchmarks.get(dataset)
+    subset = mode if mode == "train" or subset is None else subset
+    if subset == "test":
+        subset = bench.test_subset
+    class_ids = fold_classes(dataset, subset, fold, coco_folds)
+    records = build_image_list(dataset=dataset, root=root, fold=fold, mode=subset,
                                coco_folds=coco_folds, train_list=train_list, val_list=val_list,
                                cache_dir=cache_dir)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
                            support_annotation=support_annotation, scale_range=scale_range,
-                           protocol=protocol, release_workers=release_workers)
+                           protocol=protocol, release_workers=release_workers,
+                           labels=bench.labels, metric_size=bench.metric_size,
+                           release_rule=bench.release_rule)
 
 
 def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:

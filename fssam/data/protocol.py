@@ -162,12 +162,21 @@ def release_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes:
     return episodes
 
 
+# the reference episode rule of a benchmark (``Benchmark.release_rule``)
+RELEASE_RULES = {"fssam": release_episodes}
+
+
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,
-                     num_episodes: int, seed: int, workers: int = 0) -> list[Episode]:
-    """The ``protocol``'s episodes (``workers``: the release's loader workers)."""
+                     num_episodes: int, seed: int, workers: int = 0,
+                     release_rule: str = "fssam") -> list[Episode]:
+    """The ``protocol``'s episodes (``workers``: the release's loader workers;
+    ``release_rule``: whose reference sequence "release" is, ``RELEASE_RULES``)."""
     if protocol == RELEASE:
-        return release_episodes(records, shot=shot, num_episodes=num_episodes, seed=seed,
-                                workers=workers)
+        if release_rule not in RELEASE_RULES:
+            raise ValueError(f"unknown release rule {release_rule!r} "
+                             f"(expected one of {', '.join(RELEASE_RULES)})")
+        return RELEASE_RULES[release_rule](records, shot=shot, num_episodes=num_episodes,
+                                           seed=seed, workers=workers)
     if protocol == SEEDS:
         return seeded_episodes(records, shot=shot, num_episodes=num_episodes, seed=seed)
     raise ValueError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")

@@ -18,7 +18,7 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from fssam.data.folds import NUM_FOLDS
+from fssam.data import benchmarks
 from fssam.data.train_lists import AUTHORS
 from fssam.utils.checks import ConfigError, check_int, check_number, fail
 
@@ -56,7 +56,8 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
 def validate_config(cfg: DictConfig) -> None:
     """Check the keys shared by training and testing, then the method's own with the
     function ``model.run.checks`` names."""
-    check_int(cfg, "split", 0, NUM_FOLDS - 1)
+    bench = benchmarks.get(str(cfg.dataset.benchmark))
+    check_int(cfg, "split", 0, bench.num_folds - 1)
     check_int(cfg, "shot", 1)
     check_int(cfg, "seed", 0)
     scale = list(cfg.dataset.scale_range)
@@ -67,7 +68,7 @@ def validate_config(cfg: DictConfig) -> None:
         value = cfg.dataset[key]
         if value is not None and not value.strip():
             fail(f"dataset.{key}", value, "must name a list (or a list file)")
-    if cfg.dataset.train_list == AUTHORS and cfg.dataset.benchmark != "pascal":
+    if cfg.dataset.train_list == AUTHORS and bench.authors_list is None:
         fail("dataset.train_list", AUTHORS, f"the authors' list is PASCAL's; for "
              f"{cfg.dataset.benchmark} use 'all' or a list file")
     wanted = cfg.experiment_dataset
@@ -150,9 +151,10 @@ def model_task(cfg: DictConfig) -> str:
 
 def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
                    seed: int | None = None, protocol: str = "seeds",
-                   release_workers: int = 0) -> dict[str, Any]:
+                   release_workers: int = 0, subset: str | None = None) -> dict[str, Any]:
     """Keyword arguments of ``fssam.data.build_dataset`` for ``mode`` ("train"/"val");
-    evaluation episodes of ``protocol`` (``fssam.data.protocol``)."""
+    evaluation episodes of ``protocol`` (``fssam.data.protocol``) on the benchmark's list
+    ``subset`` ("test" for test.py: the benchmark's test list where it has one)."""
     data = cfg.dataset
     return {
         "dataset": str(data.benchmark), "root": str(data.root), "fold": int(cfg.split),
@@ -162,6 +164,7 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "scale_range": (float(data.scale_range[0]), float(data.scale_range[1])),
         "train_list": data.train_list, "val_list": data.val_list,
         "cache_dir": data.cache_dir, "protocol": protocol, "release_workers": release_workers,
+        **({"subset": subset} if subset is not None else {}),
     }
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fssam.data import benchmarks
 from fssam.data.folds import fold_classes
-from fssam.data.sources import MODES, EmptyListError, build_image_list, class_index
+from fssam.data.sources import EmptyListError, build_image_list, class_index
 from fssam.data.train_lists import TrainList
 
 Counts = dict[str, dict[str, Any]]
@@ -69,7 +70,7 @@ def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: T
     see files changed in place); False reuses cached lists."""
     counts: Counts = {}
     label_counts: dict[str, dict[int, int]] = {}  # every label read once for all folds
-    jobs = [(mode, fold) for fold in folds for mode in MODES]
+    jobs = [(mode, fold) for fold in folds for mode in benchmarks.get(dataset).subsets]
     for mode, fold in tqdm(jobs, desc="lists", unit="list"):
         classes = fold_classes(dataset, mode, fold, coco_folds)
         try:
@@ -128,7 +129,7 @@ def _rows(name: str, mine: dict[str, Any], ref: dict[str, Any] | None) -> list[t
 def format_fold_table(fold: int, ours: Counts, reference: Counts) -> str:
     """One fold's table: images kept and eligible images per class, ours vs the authors'."""
     lines = [f"fold {fold}", f"  {'list':<12}{'count':<22}{'ours':>8}{'authors':>9}  check"]
-    for mode in MODES:
+    for mode in ("train", "val", "test"):
         name = list_name(mode, fold)
         mine = ours.get(name)
         if mine is None:
