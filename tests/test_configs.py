@@ -37,12 +37,25 @@ def checked(*overrides: str):
 
 
 def test_groups_hold_the_expected_options():
-    assert options("dataset") == ["coco", "pascal", "toy"]
+    assert options("dataset") == ["coco", "fss1000", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "pascal_base",
-                                     "pascal_fssam", "pascal_hmnet"]
+    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "fss1000_fssam",
+                                     "pascal_base", "pascal_fssam", "pascal_hmnet"]
     assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny", "pspnet"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
+
+
+def test_fss1000_has_one_fold_and_hsnets_test():
+    cfg = checked("dataset=fss1000", "shot=5", "experiment=fss1000_fssam")
+    assert cfg.run_dir == "exp/fss1000/FSSAM/split0/5shot/small"
+    assert (cfg.trainer.val_episodes, cfg.trainer.val_seed) == (2400, 0)
+    test = compose_config("test", ["dataset=fss1000", "experiment=fss1000_fssam"])
+    assert (test.episodes, test.release_seed) == (2400, 0)
+    assert dataset_kwargs(test, mode="val", subset="test")["subset"] == "test"
+    with pytest.raises(ConfigError, match="split=1"):
+        checked("dataset=fss1000", "split=1")
+    with pytest.raises(ConfigError, match="dataset.train_list"):
+        checked("dataset=fss1000", "dataset.train_list=authors")
 
 
 def test_the_documented_command_composes():

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 RELEASE = "release"
 SEEDS = "seeds"
 PROTOCOLS = (RELEASE, SEEDS)
+HSNET_IMAGES = 10  # HSNet draws FSS-1000 supports among <n>.jpg, n = 1..10
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,42 @@ def release_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes:
     return episodes
 
 
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def hsnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: int,
+                   seed: int, workers: int = 0) -> list[Episode]:
+    """HSNet's FSS-1000 test sequence (its ``data/fss.py``, as Matcher and PATNet test):
+    the list walked in its order (episode i: query ``i mod n``); per shot, single draws
+    ``choice(range(1, 11), 1, replace=False)`` of NumPy's legacy generator, seeded with
+    ``seed`` once, name the support image ``<n>.jpg`` of the query's class; a draw equal
+    to the query is drawn again, a repeated support is kept (as HSNet keeps it).
+    ``workers`` is unused: HSNet tests in the main process."""
+    del workers
+    by_name = {(c, _stem(r.image)): i for i, r in enumerate(records) for c in r.classes}
+    draws = np.random.RandomState(seed)
+    episodes = []
+    for i in range(num_episodes):
+        query = i % len(records)
+        class_id, name = records[query].classes[0], _stem(records[query].image)
+        supports: list[int] = []
+        while len(supports) < shot:
+            pick = str(int(draws.choice(range(1, HSNET_IMAGES + 1), 1, replace=False)[0]))
+            if pick == name:
+                continue
+            if (class_id, pick) not in by_name:
+                folder = os.path.dirname(records[query].image)
+                raise ValueError(f"HSNet's rule draws support {pick}.jpg of {folder}, which is "
+                                 f"not in the list: every class folder must hold 1.jpg.."
+                                 f"{HSNET_IMAGES}.jpg")
+            supports.append(by_name[class_id, pick])
+        episodes.append(Episode(query, class_id, tuple(supports)))
+    return episodes
+
+
 # the reference episode rule of a benchmark (``Benchmark.release_rule``)
-RELEASE_RULES = {"fssam": release_episodes}
+RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes}
 
 
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,

@@ -22,6 +22,7 @@ from fssam.data.sources import EmptyListError, build_image_list, class_index
 from fssam.data.train_lists import TrainList
 
 Counts = dict[str, dict[str, Any]]
+MAX_CLASS_ROWS = 100  # longer lists print only their differing classes
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,13 @@ def _rows(name: str, mine: dict[str, Any], ref: dict[str, Any] | None) -> list[t
         span = f"{min(values)}..{max(values)}" if values else "-"
         rows.append((name, f"per class {span} images (no reference per class)", None, None))
         return rows
-    for c, n in mine["per_class"].items():
-        rows.append((name, f"class {c}", n, ref_classes.get(c)))
+    per_class = [(c, n, ref_classes.get(c)) for c, n in mine["per_class"].items()]
+    if len(per_class) > MAX_CLASS_ROWS:  # FSS-1000: only the classes that differ
+        wrong = [row for row in per_class if row[2] is not None and row[1] != row[2]]
+        matching = len(per_class) - len(wrong)
+        rows.append((name, f"per class: {matching} of {len(per_class)} match", None, None))
+        per_class = wrong
+    rows += [(name, f"class {c}", n, ref) for c, n, ref in per_class]
     return rows
 
 
