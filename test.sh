@@ -3,8 +3,11 @@
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh test.sh {pascal|coco} {split} {shot} HMNet {resnet50|vgg} [hydra overrides...]
 #   sh test.sh fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh test.sh {deepglobe|isic|lung} {shot} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]
 # Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
-# no split). FSS-1000 adds experiment=fss1000_fssam: HSNet's 2400 test episodes, seed 0.
+# no split). FSS-1000 adds experiment=fss1000_fssam: HSNet's 2400 test episodes, seed 0;
+# the cross-domain targets add experiment=crossdomain_test: PATNet's 600 episodes, seed 0
+# (their model is trained elsewhere: checkpoint=FILE).
 # Two rows: the releases' own test episodes (seed 321, their loader's worker count) and ours
 # over 5 seeds (mean +- std); 1000 episodes each (HMNet on COCO: 4000; input 473 / 633 with
 # experiment=<dataset>_hmnet). 'protocols=[release]' keeps the first row only.
@@ -15,6 +18,7 @@ usage() {
     echo "usage: sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       sh test.sh fss1000 {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh test.sh {deepglobe|isic|lung} {shot: >= 1} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]" >&2
     echo "       GPUs from NGPUS (default 1)" >&2
     exit 2
 }
@@ -28,8 +32,8 @@ fail() {
 dataset=$1
 case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
     pascal | coco) folds=4 ;;
-    fss1000) folds=1 ;;
-    *) fail "unknown dataset '$dataset' (pascal, coco or fss1000)" ;;
+    fss1000 | deepglobe | isic | lung) folds=1 ;;
+    *) fail "unknown dataset '$dataset' (pascal, coco, fss1000, deepglobe, isic or lung)" ;;
 esac
 if [ "$folds" -eq 1 ]; then
     [ $# -ge 4 ] || fail "expected at least 4 arguments for $dataset (no split), got $#"
@@ -50,7 +54,10 @@ case $model in
             large) choice="sam2=large" ;;
             *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
         esac
-        [ "$dataset" = fss1000 ] && choice="$choice experiment=fss1000_fssam" ;;
+        case $dataset in
+            fss1000) choice="$choice experiment=fss1000_fssam" ;;
+            deepglobe | isic | lung) choice="$choice experiment=crossdomain_test" ;;
+        esac ;;
     HMNet)
         [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
         case $size in

@@ -39,6 +39,7 @@ gpus=$1 port=$2 dataset=$3
 case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
     pascal | coco) folds=4 ;;
     fss1000) folds=1 ;;
+    deepglobe | isic | lung) fail "$dataset is a test-only benchmark: train on pascal, test with test.sh" ;;
     *) fail "unknown dataset '$dataset' (pascal, coco or fss1000)" ;;
 esac
 if [ "$folds" -eq 1 ]; then

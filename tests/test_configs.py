@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import fssam.configs
+from fssam.engine.config import validate_trainable
 from fssam.engine.config import (ConfigError, compose_config, config_changes, dataset_kwargs,
                                  model_kwargs, per_process_batch, validate_config,
                                  validate_trainer)
@@ -37,10 +38,11 @@ def checked(*overrides: str):
 
 
 def test_groups_hold_the_expected_options():
-    assert options("dataset") == ["coco", "fss1000", "pascal", "toy"]
+    assert options("dataset") == ["coco", "deepglobe", "fss1000", "isic", "lung", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "fss1000_fssam",
-                                     "pascal_base", "pascal_fssam", "pascal_hmnet"]
+    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "crossdomain_test",
+                                     "fss1000_fssam", "pascal_base", "pascal_fssam",
+                                     "pascal_hmnet"]
     assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny", "pspnet"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
 
@@ -56,6 +58,15 @@ def test_fss1000_has_one_fold_and_hsnets_test():
         checked("dataset=fss1000", "split=1")
     with pytest.raises(ConfigError, match="dataset.train_list"):
         checked("dataset=fss1000", "dataset.train_list=authors")
+
+
+@pytest.mark.parametrize("name", ["deepglobe", "isic", "lung"])
+def test_crossdomain_targets_test_as_patnet_and_refuse_training(name):
+    test = compose_config("test", [f"dataset={name}", "experiment=crossdomain_test"])
+    validate_test_config(test)
+    assert (test.episodes, test.release_seed) == (600, 0)
+    with pytest.raises(ConfigError, match="test-only benchmark"):
+        validate_trainable(compose_config("train", [f"dataset={name}"]))
 
 
 def test_the_documented_command_composes():

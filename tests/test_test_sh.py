@@ -94,6 +94,10 @@ def test_every_benchmark_is_accepted_with_its_folds(fake_path: str, name: str) -
     train = subprocess.run(["sh", str(REPO / "train.sh"), "1", "29500", name, *split, "1",
                             "FSSAM", "small"], check=False, env={**os.environ, "PATH": fake_path},
                            capture_output=True, text=True, timeout=30)
+    if bench.only_test:
+        assert train.returncode == 2 and "test-only benchmark" in train.stderr
+        assert "experiment=crossdomain_test" in result.stdout
+        return
     assert train.returncode == 0, train.stderr
     assert f"dataset={name} split=0" in train.stdout
     if bench.num_folds > 1:

@@ -198,8 +198,37 @@ def hsnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: i
     return episodes
 
 
+def patnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: int,
+                    seed: int, workers: int = 0) -> list[Episode]:
+    """PATNet's cross-domain test sequence (its Deepglobe, ISIC and Chest X-ray datasets):
+    episode i takes the class ``i mod C`` (ascending ids), then the query and, per shot,
+    a support, each one draw ``choice(n, 1, replace=False)`` of NumPy's legacy generator
+    (seeded with ``seed`` once) among the class's images in list order; a support equal to
+    the query is drawn again, a repeated support is kept. ``workers`` is unused."""
+    del workers
+    pools = class_index(records)
+    classes = sorted(pools)
+    small = {c: len(pools[c]) for c in classes if len(pools[c]) < 2}
+    if small:
+        raise ValueError(f"PATNet's rule needs at least 2 images per class, got {small}")
+    draws = np.random.RandomState(seed)
+    episodes = []
+    for i in range(num_episodes):
+        class_id = classes[i % len(classes)]
+        pool = pools[class_id]
+        query = pool[int(draws.choice(len(pool), 1, replace=False)[0])]
+        supports: list[int] = []
+        while len(supports) < shot:
+            pick = pool[int(draws.choice(len(pool), 1, replace=False)[0])]
+            if pick != query:
+                supports.append(pick)
+        episodes.append(Episode(query, class_id, tuple(supports)))
+    return episodes
+
+
 # the reference episode rule of a benchmark (``Benchmark.release_rule``)
-RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes}
+RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes,
+                 "patnet": patnet_episodes}
 
 
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,

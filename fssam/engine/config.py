@@ -79,6 +79,15 @@ def validate_config(cfg: DictConfig) -> None:
         get_method(cfg.model.run.checks)(cfg)
 
 
+def validate_trainable(cfg: DictConfig) -> None:
+    """A ConfigError naming ``dataset`` when the benchmark has no training list (the
+    cross-domain targets are test-only: train on PASCAL-5i, test there)."""
+    bench = benchmarks.get(str(cfg.dataset.benchmark))
+    if "train" not in bench.subsets:
+        fail("dataset", cfg.dataset.name, f"{bench.title} is a test-only benchmark (no training "
+             f"list): train on another dataset and test on it with test.py")
+
+
 def validate_trainer(trainer: DictConfig) -> None:
     """Check the ranges of the ``trainer`` group (keys are reported as ``trainer.<key>``)."""
     cfg = OmegaConf.create({"trainer": trainer})

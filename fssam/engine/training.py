@@ -25,7 +25,7 @@ from fssam.data.semantic import build_base_dataset
 from fssam.engine.build import build_model
 from fssam.engine.config import (AMP_DTYPES, amp_dtype, base_dataset_kwargs, dataset_kwargs,
                                  model_task, per_process_batch, plain, release_workers,
-                                 validate_config, validate_trainer)
+                                 validate_config, validate_trainable, validate_trainer)
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.feature_cache import reuse_from_config
 from fssam.engine.prior_cache import PriorCache, cache_settings, model_prior_settings
@@ -131,6 +131,7 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg``, join the process group, train; returns the trainer's summary."""
     validate_config(cfg)
+    validate_trainable(cfg)
     validate_trainer(cfg.trainer)
     info = init_distributed(cfg.trainer.device)
     try:

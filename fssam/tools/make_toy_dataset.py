@@ -7,6 +7,8 @@ import logging
 import time
 
 from fssam.tools.toy import eligible_counts, make_toy_coco, make_toy_pascal
+from fssam.tools.toy_crossdomain import LAYOUTS as CROSS_DOMAIN
+from fssam.tools.toy_crossdomain import make_toy_crossdomain
 from fssam.tools.toy_fss import make_toy_fss
 
 log = logging.getLogger("make_toy_dataset")
@@ -15,7 +17,8 @@ log = logging.getLogger("make_toy_dataset")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True, help="output folder (created if missing)")
-    parser.add_argument("--layout", choices=("pascal", "coco", "fss1000"), default="pascal")
+    parser.add_argument("--layout", choices=("pascal", "coco", "fss1000", *CROSS_DOMAIN),
+                        default="pascal")
     parser.add_argument("--splits", nargs="+", choices=("train", "val", "test"),
                         default=["test"], help="fss1000: the HSNet splits whose classes are "
                         "written (default test: 240 classes x 10 images)")
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         make_toy_fss(args.root, splits=args.splits, seed=args.seed)
         log.info("fss1000 toy dataset written to %s in %.1f s", args.root,
                  time.perf_counter() - start)
+        return
+    if args.layout in CROSS_DOMAIN:
+        make_toy_crossdomain(args.root, args.layout, seed=args.seed)
+        log.info("%s toy dataset written to %s", args.layout, args.root)
         return
     make = make_toy_pascal if args.layout == "pascal" else make_toy_coco
     if not 0.0 <= args.small_objects <= 1.0:

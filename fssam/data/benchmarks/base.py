@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Integral
+from pathlib import Path
 from typing import Any
 
 # How a label is read (``fssam.data.sources``):
@@ -63,11 +64,15 @@ class Benchmark:
     episodes: int = 1000
     metric_size: int | None = None
     hmnet_release: str | None = None
+    only_test: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def subsets(self) -> tuple[str, ...]:
-        """The lists a benchmark has: train and val, and test when test.py has its own."""
+        """The lists a benchmark has: train and val, and test when test.py has its own;
+        only test for a test-only benchmark (the cross-domain targets)."""
+        if self.only_test:
+            return (TEST,)
         return (TRAIN, VAL, TEST) if self.test_subset == TEST else (TRAIN, VAL)
 
     def check_fold(self, fold: Any) -> int:
@@ -145,3 +150,28 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     if not lines:
         raise ValueError(f"empty list file: {path}")
     return lines
+
+
+def sorted_images(folder: str, extension: str = ".jpg") -> list[str]:
+    """The ``extension`` files of ``folder`` in sorted name order (FileNotFoundError naming
+    the folder when it is missing)."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"folder not found: {folder}")
+    return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(extension)]
+
+
+def class_folder(path: str, depth: int) -> int:
+    """The class id a path names by the folder ``depth`` levels above the file (1: its
+    parent); a ValueError names the path when that folder is not a number."""
+    name = Path(path).parts[-1 - depth]
+    if not name.isdigit():
+        raise ValueError(f"{path}: folder {name!r} is not a class number")
+    return int(name)
+
+
+def missing_folders(folders: Sequence[str], what: str) -> None:
+    """FileNotFoundError naming the missing ones among ``folders``."""
+    missing = [f for f in folders if not os.path.isdir(f)]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of the {len(folders)} {what} folders missing: "
+                                f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}")

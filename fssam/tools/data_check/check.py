@@ -57,8 +57,11 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
         for fold in folds:
             bench.check_fold(fold)
         train_list = resolve_train_list(s.dataset, s.train_list)
-        reference_path = Path(s.reference) if s.reference else reference_counts_path(s.dataset)
-        reference = load_reference(reference_path)
+        if s.reference or bench.reference_counts:
+            reference_path = Path(s.reference) if s.reference else reference_counts_path(s.dataset)
+            reference = load_reference(reference_path)
+        else:  # no published count (Deepglobe)
+            reference_path, reference = None, {}
     except (FileNotFoundError, ValueError) as err:
         raise SettingsError(str(err)) from err
     classes = num_classes(s.dataset)
@@ -78,7 +81,8 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
     return {
         "dataset": s.dataset, "root": os.path.abspath(s.root), "coco_folds": s.coco_folds,
         "folds": list(folds), "train_list": train_list.describe(),
-        "reference_file": str(reference_path), "reference": reference, "synthetic": synthetic,
+        "reference_file": str(reference_path) if reference_path else None,
+        "reference": reference, "synthetic": synthetic,
         "labels_checked": len(set(all_pairs)),
         "findings": [{"kind": f.kind, "count": f.count, "examples": f.examples,
                       "what": f.describe(classes)} for f in findings.values()],
@@ -91,7 +95,7 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as text: header, file findings, one table per fold, diagnosis, verdict."""
     lines = [f"Data check of {report['dataset']} at {report['root']}",
              f"training list: {report['train_list']}",
-             f"reference counts: {report['reference_file']}"]
+             f"reference counts: {report['reference_file'] or 'none published for this dataset'}"]
     if report["synthetic"]:
         lines.append("note: synthetic dataset (toy_meta.json): it cannot match the authors' "
                      "counts")

@@ -1,6 +1,6 @@
-"""FSS-1000 end to end on its synthetic copy: test.py's two rows on HSNet's test classes
-(HSNet's episodes, seed 0, scored at 400 x 400), and training on training classes with
-validation on validation classes."""
+"""FSS-1000 and Deepglobe end to end on synthetic copies: test.py's rows on HSNet's test
+classes (HSNet's episodes, seed 0, scored at 400 x 400) and on Deepglobe (PATNet's), and
+training on FSS-1000 training classes with validation on validation classes."""
 
 from __future__ import annotations
 
@@ -72,3 +72,21 @@ def test_training_validates_on_validation_classes(fss_root: Path, tmp_path: Path
     assert val and all(r["class_iou"] and set(r["class_iou"]) <= {"521", "522", "523"}
                        for r in val)
     assert (run_dir / "best.pt").is_file()
+
+
+def test_cli_scores_patnets_deepglobe_episodes(tmp_path: Path) -> None:
+    from fssam.tools.toy_crossdomain import make_toy_crossdomain
+    root = tmp_path / "deepglobe"
+    make_toy_crossdomain(root, "deepglobe", per_class=4, size=(32, 32))
+    args = ["debug=cpu", "dataset=deepglobe", "experiment=crossdomain_test",
+            f"dataset.root={root}", f"dataset.cache_dir={tmp_path / 'lists'}",
+            f"exp_dir={tmp_path}", "episodes=12", "seeds=[321]", "checkpoint_format=none",
+            "trainer.progress=false", "trainer.num_threads=1", "sam2.image_size=64"]
+    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                            text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "deepglobe" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
+    release = json.loads((run_dir / "results.json").read_text())["release"]
+    assert (release["seed"], release["num_episodes"]) == (0, 12)
+    assert set(release["class_iou"]) == {str(c) for c in range(1, 7)}  # i mod 6: two each

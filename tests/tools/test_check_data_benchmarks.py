@@ -1,5 +1,5 @@
-"""check_data.py on FSS-1000: missing class folders, missing or corrupt masks, counts against
-the 10 images of each HSNet class."""
+"""check_data.py on FSS-1000 (missing class folders, missing or corrupt masks, counts against
+the 10 images of each HSNet class) and on the cross-domain targets."""
 
 from __future__ import annotations
 
@@ -47,3 +47,19 @@ def test_complete_test_classes_match(fss_root: Path, tmp_path: Path) -> None:
                                      cache_dir=str(tmp_path / "lists"), workers=1))
     test = [c for c in report["comparisons"] if c["list"] == "test_fold0"]
     assert len(test) == 241 and all(c["match"] for c in test)
+
+
+def test_crossdomain_targets(tmp_path: Path) -> None:
+    from fssam.tools.toy_crossdomain import make_toy_crossdomain
+    for name in ("deepglobe", "lung"):
+        make_toy_crossdomain(tmp_path / name, name, per_class=3, size=(24, 24))
+    deepglobe = run_check(CheckSettings(dataset="deepglobe", root=str(tmp_path / "deepglobe"),
+                                        cache_dir=str(tmp_path / "lists"), workers=1))
+    assert deepglobe["ok"] and deepglobe["reference_file"] is None  # no published count
+    assert "none published" in format_report(deepglobe)
+    (tmp_path / "lung" / "CXR_png" / "CHNCXR_0002_0.png").unlink()  # a mask without image
+    lung = run_check(CheckSettings(dataset="lung", root=str(tmp_path / "lung"),
+                                   cache_dir=str(tmp_path / "lists"), workers=1))
+    kinds = {f["kind"]: f for f in lung["findings"]}
+    assert kinds["missing_image"]["examples"] == ["CXR_png/CHNCXR_0002_0.png"]
+    assert "CHNCXR_0002_0.png" in lung["lists"]["test_fold0"]["error"] and not lung["ok"]
