@@ -3,6 +3,8 @@
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot|base} HMNet {resnet50|vgg} [hydra overrides...]
 #   sh train.sh {GPUs} {port} fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh train.sh {GPUs} {port} pascal 4 {shot} FSSAM {small|base|large}   cross-domain: every
+#      PASCAL class, validation on FSS-1000 (experiment=pascal_crossdomain)
 # Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
 # no split).
 # GPUs: processes on this node; port: the rendezvous port. Both 1-shot and K-shot work.
@@ -50,8 +52,14 @@ else
     [ $# -ge 7 ] || fail "expected at least 7 arguments, got $#"
     split=$4 shot=$5 model=$6 size=$7
     shift 7
-    case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
+    case $dataset:$split in
+        *:0 | *:1 | *:2 | *:3) ;;
+        pascal:4) ;;  # every PASCAL class: PATNet's cross-domain training (FSSAM only)
+        *) fail "split must be 0, 1, 2 or 3 (4 for cross-domain training on pascal), got '$split'" ;;
+    esac
 fi
+experiment="${dataset}_fssam"
+[ "$split" = 4 ] && experiment=pascal_crossdomain
 
 positive GPUs "$gpus"
 positive port "$port"
@@ -65,9 +73,10 @@ case $model in
             large) sam2=large ;;
             *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
         esac
-        set -- shot="$shot" sam2="$sam2" experiment="${dataset}_fssam" "$@" ;;
+        set -- shot="$shot" sam2="$sam2" experiment="$experiment" "$@" ;;
     HMNet)
         [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
+        [ "$split" != 4 ] || fail "split 4 (every PASCAL class) is for FSSAM only"
         case $size in resnet50 | vgg) ;; *) fail "backbone must be resnet50 or vgg, got '$size'" ;; esac
         if [ "$shot" = base ]; then  # stage 1: the PSPNet base learner (no shots)
             set -- model=pspnet model.backbone="$size" experiment="${dataset}_base" "$@"

@@ -244,6 +244,7 @@ class TrainConfig:
     exp_dir: str = "exp"
     run_dir: str = MISSING
     dataset: DatasetConfig = MISSING
+    val_dataset: Optional[DatasetConfig] = None  # validation on another dataset (cross-domain)
     sam2: Sam2Config = MISSING
     model: Any = MISSING
     trainer: TrainerConfig = MISSING

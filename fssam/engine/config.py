@@ -57,7 +57,12 @@ def validate_config(cfg: DictConfig) -> None:
     """Check the keys shared by training and testing, then the method's own with the
     function ``model.run.checks`` names."""
     bench = benchmarks.get(str(cfg.dataset.benchmark))
-    check_int(cfg, "split", 0, bench.num_folds - 1)
+    check_int(cfg, "split", 0, bench.max_fold)
+    if bench.all_classes_fold and cfg.split == bench.num_folds and \
+            cfg.get("val_dataset") is None:
+        fail("split", cfg.split, f"is {bench.title}'s all-classes training fold: it has no "
+             f"class to evaluate; validate on another dataset (experiment="
+             f"{bench.name}_crossdomain) and test on a cross-domain target")
     check_int(cfg, "shot", 1)
     check_int(cfg, "seed", 0)
     scale = list(cfg.dataset.scale_range)
@@ -86,6 +91,17 @@ def validate_trainable(cfg: DictConfig) -> None:
     if "train" not in bench.subsets:
         fail("dataset", cfg.dataset.name, f"{bench.title} is a test-only benchmark (no training "
              f"list): train on another dataset and test on it with test.py")
+
+
+def validation_config(cfg: DictConfig) -> DictConfig:
+    """The config a training run validates with: ``cfg`` itself, or, when ``val_dataset``
+    is set (cross-domain training), ``cfg`` with that dataset and its fold 0."""
+    if cfg.get("val_dataset") is None:
+        return cfg
+    out = cfg.copy()
+    out.dataset = cfg.val_dataset
+    out.split = 0
+    return out
 
 
 def validate_trainer(trainer: DictConfig) -> None:

@@ -57,8 +57,11 @@ def test_lists_of_a_fold_do_not_share_classes(name: str) -> None:
 
 
 def test_bad_fold_and_subset_name_the_benchmark() -> None:
-    with pytest.raises(ValueError, match="fold 4 for pascal"):
-        benchmarks.get("pascal").classes("val", 4, "contiguous")
+    with pytest.raises(ValueError, match="fold 5 for pascal"):  # 4: the all-classes fold
+        benchmarks.get("pascal").classes("val", 5, "contiguous")
+    assert benchmarks.get("pascal").classes("val", 4, "contiguous") == []
+    with pytest.raises(ValueError, match="fold 4 for coco"):
+        benchmarks.get("coco").classes("val", 4, "interleaved")
     with pytest.raises(ValueError, match="unknown mode 'test' for pascal"):
         benchmarks.get("pascal").classes("test", 0, "contiguous")
     with pytest.raises(ValueError, match="unknown coco_folds 'x'"):

@@ -65,6 +65,7 @@ class Benchmark:
     metric_size: int | None = None
     hmnet_release: str | None = None
     only_test: bool = False
+    all_classes_fold: bool = False  # fold ``num_folds`` trains on every class (PATNet's fold 4)
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -75,11 +76,16 @@ class Benchmark:
             return (TEST,)
         return (TRAIN, VAL, TEST) if self.test_subset == TEST else (TRAIN, VAL)
 
+    @property
+    def max_fold(self) -> int:
+        """The last fold: ``num_folds - 1``, or ``num_folds`` with an all-classes fold."""
+        return self.num_folds - 1 + self.all_classes_fold
+
     def check_fold(self, fold: Any) -> int:
         if isinstance(fold, bool) or not isinstance(fold, Integral) or \
-                not 0 <= fold < self.num_folds:
+                not 0 <= fold <= self.max_fold:
             raise ValueError(f"unknown fold {fold!r} for {self.name} (expected an integer in "
-                             f"0..{self.num_folds - 1})")
+                             f"0..{self.max_fold})")
         return int(fold)
 
     def check_scheme(self, scheme: str) -> str:
@@ -100,7 +106,7 @@ class Benchmark:
     def novel_classes(self, fold: int, scheme: str) -> list[int]:
         """The classes a fold is evaluated on (validation and test)."""
         fold, scheme = self.check_fold(fold), self.check_scheme(scheme)
-        if self.novel is None:
+        if self.novel is None or fold == self.num_folds:
             return list(self.classes(VAL, fold, scheme))
         return list(self.novel(fold, scheme))
 
@@ -111,6 +117,8 @@ class Benchmark:
         fold, scheme = self.check_fold(fold), self.check_scheme(scheme)
         if self.subset_classes is not None:
             return list(self.subset_classes(subset))
+        if fold == self.num_folds:  # the all-classes fold: nothing held out
+            return list(range(1, self.num_classes + 1)) if subset == TRAIN else []
         novel = list(self.novel(fold, scheme))
         if subset != TRAIN:
             return novel

@@ -53,4 +53,4 @@ BENCHMARK = Benchmark(
     default_train_list="authors",
     authors_list=("pascal_train_voc_sbd.txt",
                   "edb3f0cbd581ed65fcb3050ff172c52e6c28ea94ae0797725084a3526721249b"),
-    reference_counts="pascal_fold_counts.json", hmnet_release="HMNet")
+    reference_counts="pascal_fold_counts.json", hmnet_release="HMNet", all_classes_fold=True)
