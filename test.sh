@@ -2,6 +2,12 @@
 # Test a trained model on the evaluation episodes (configs/test.yaml) with torchrun.
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh test.sh {pascal|coco} {split} {shot} HMNet {resnet50|vgg} [hydra overrides...]
+#   sh test.sh fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh test.sh {deepglobe|isic|lung} {shot} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]
+# Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
+# no split). FSS-1000 adds experiment=fss1000_fssam: HSNet's 2400 test episodes, seed 0;
+# the cross-domain targets add experiment=crossdomain_test: PATNet's 600 episodes, seed 0
+# (their model is trained elsewhere: checkpoint=FILE).
 # Two rows: the releases' own test episodes (seed 321, their loader's worker count) and ours
 # over 5 seeds (mean +- std); 1000 episodes each (HMNet on COCO: 4000; input 473 / 633 with
 # experiment=<dataset>_hmnet). 'protocols=[release]' keeps the first row only.
@@ -11,6 +17,8 @@ set -eu
 usage() {
     echo "usage: sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} HMNet {resnet50|vgg} [hydra overrides...]" >&2
+    echo "       sh test.sh fss1000 {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh test.sh {deepglobe|isic|lung} {shot: >= 1} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]" >&2
     echo "       GPUs from NGPUS (default 1)" >&2
     exit 2
 }
@@ -20,12 +28,23 @@ fail() {
     usage
 }
 
-[ $# -ge 5 ] || fail "expected at least 5 arguments, got $#"
-dataset=$1 split=$2 shot=$3 model=$4 size=$5
-shift 5
-
-case $dataset in pascal | coco) ;; *) fail "unknown dataset '$dataset' (pascal or coco)" ;; esac
-case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
+[ $# -ge 1 ] || fail "expected at least 4 arguments, got $#"
+dataset=$1
+case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
+    pascal | coco) folds=4 ;;
+    fss1000 | deepglobe | isic | lung) folds=1 ;;
+    *) fail "unknown dataset '$dataset' (pascal, coco, fss1000, deepglobe, isic or lung)" ;;
+esac
+if [ "$folds" -eq 1 ]; then
+    [ $# -ge 4 ] || fail "expected at least 4 arguments for $dataset (no split), got $#"
+    split=0 shot=$2 model=$3 size=$4
+    shift 4
+else
+    [ $# -ge 5 ] || fail "expected at least 5 arguments, got $#"
+    split=$2 shot=$3 model=$4 size=$5
+    shift 5
+    case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
+fi
 case $shot in '' | *[!0-9]* | 0*) fail "shot must be a positive integer, got '$shot'" ;; esac
 case $model in
     FSSAM)
@@ -34,8 +53,13 @@ case $model in
             base) choice="sam2=base_plus" ;;
             large) choice="sam2=large" ;;
             *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
+        esac
+        case $dataset in
+            fss1000) choice="$choice experiment=fss1000_fssam" ;;
+            deepglobe | isic | lung) choice="$choice experiment=crossdomain_test" ;;
         esac ;;
     HMNet)
+        [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
         case $size in
             resnet50 | vgg) choice="experiment=${dataset}_hmnet model.backbone=$size" ;;
             *) fail "HMNet backbone must be resnet50 or vgg, got '$size'" ;;

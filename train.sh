@@ -2,6 +2,11 @@
 # Train with torchrun on the paper's recipe (fssam/configs/train.yaml + experiment/<dataset>_<method>).
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot|base} HMNet {resnet50|vgg} [hydra overrides...]
+#   sh train.sh {GPUs} {port} fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh train.sh {GPUs} {port} pascal 4 {shot} FSSAM {small|base|large}   cross-domain: every
+#      PASCAL class, validation on FSS-1000 (experiment=pascal_crossdomain)
+# Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
+# no split).
 # GPUs: processes on this node; port: the rendezvous port. Both 1-shot and K-shot work.
 # HMNet trains in two stages: first its base learner with shot "base" (experiment
 # <dataset>_base, run folder exp/<dataset>/PSPNet/split<i>/<backbone>), then the K-shot model.
@@ -22,6 +27,7 @@ set -eu
 usage() {
     echo "usage: sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1 | base} HMNet {resnet50|vgg} [hydra overrides...]" >&2
+    echo "       sh train.sh {GPUs} {port} fss1000 {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       multi-node: NNODES, NODE_RANK, MASTER_ADDR (see the header of train.sh)" >&2
     echo "       faults: MAX_RESTARTS (default 3), STOP_TIMEOUT (seconds, default 300)" >&2
     exit 2
@@ -40,15 +46,34 @@ count() {  # count() NAME VALUE: an integer >= 0
     case $2 in '' | *[!0-9]* | 0?*) fail "$1 must be an integer >= 0, got '$2'" ;; esac
 }
 
-[ $# -ge 7 ] || fail "expected at least 7 arguments, got $#"
-gpus=$1 port=$2 dataset=$3 split=$4 shot=$5 model=$6 size=$7
-shift 7
+[ $# -ge 3 ] || fail "expected at least 6 arguments, got $#"
+gpus=$1 port=$2 dataset=$3
+case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
+    pascal | coco) folds=4 ;;
+    fss1000) folds=1 ;;
+    deepglobe | isic | lung) fail "$dataset is a test-only benchmark: train on pascal, test with test.sh" ;;
+    *) fail "unknown dataset '$dataset' (pascal, coco or fss1000)" ;;
+esac
+if [ "$folds" -eq 1 ]; then
+    [ $# -ge 6 ] || fail "expected at least 6 arguments for $dataset (no split), got $#"
+    split=0 shot=$4 model=$5 size=$6
+    shift 6
+else
+    [ $# -ge 7 ] || fail "expected at least 7 arguments, got $#"
+    split=$4 shot=$5 model=$6 size=$7
+    shift 7
+    case $dataset:$split in
+        *:0 | *:1 | *:2 | *:3) ;;
+        pascal:4) ;;  # every PASCAL class: PATNet's cross-domain training (FSSAM only)
+        *) fail "split must be 0, 1, 2 or 3 (4 for cross-domain training on pascal), got '$split'" ;;
+    esac
+fi
+experiment="${dataset}_fssam"
+[ "$split" = 4 ] && experiment=pascal_crossdomain
 
 positive GPUs "$gpus"
 positive port "$port"
 [ "$port" -le 65535 ] || fail "port must be at most 65535, got '$port'"
-case $dataset in pascal | coco) ;; *) fail "unknown dataset '$dataset' (pascal or coco)" ;; esac
-case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
 case $model in
     FSSAM)
         positive shot "$shot"
@@ -58,8 +83,10 @@ case $model in
             large) sam2=large ;;
             *) fail "SAM 2 size must be small, base or large, got '$size'" ;;
         esac
-        set -- shot="$shot" sam2="$sam2" experiment="${dataset}_fssam" "$@" ;;
+        set -- shot="$shot" sam2="$sam2" experiment="$experiment" "$@" ;;
     HMNet)
+        [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
+        [ "$split" != 4 ] || fail "split 4 (every PASCAL class) is for FSSAM only"
         case $size in resnet50 | vgg) ;; *) fail "backbone must be resnet50 or vgg, got '$size'" ;; esac
         if [ "$shot" = base ]; then  # stage 1: the PSPNet base learner (no shots)
             set -- model=pspnet model.backbone="$size" experiment="${dataset}_base" "$@"

@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import fssam.configs
+from fssam.engine.config import validate_trainable, validation_config
 from fssam.engine.config import (ConfigError, compose_config, config_changes, dataset_kwargs,
                                  model_kwargs, per_process_batch, validate_config,
                                  validate_trainer)
@@ -37,12 +38,48 @@ def checked(*overrides: str):
 
 
 def test_groups_hold_the_expected_options():
-    assert options("dataset") == ["coco", "pascal", "toy"]
+    assert options("dataset") == ["coco", "deepglobe", "fss1000", "isic", "lung", "pascal", "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
-    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "pascal_base",
+    assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "crossdomain_test",
+                                     "fss1000_fssam", "pascal_base", "pascal_crossdomain",
                                      "pascal_fssam", "pascal_hmnet"]
     assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny", "pspnet"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
+
+
+def test_fss1000_has_one_fold_and_hsnets_test():
+    cfg = checked("dataset=fss1000", "shot=5", "experiment=fss1000_fssam")
+    assert cfg.run_dir == "exp/fss1000/FSSAM/split0/5shot/small"
+    assert (cfg.trainer.val_episodes, cfg.trainer.val_seed) == (2400, 0)
+    test = compose_config("test", ["dataset=fss1000", "experiment=fss1000_fssam"])
+    assert (test.episodes, test.release_seed) == (2400, 0)
+    assert dataset_kwargs(test, mode="val", subset="test")["subset"] == "test"
+    with pytest.raises(ConfigError, match="split=1"):
+        checked("dataset=fss1000", "split=1")
+    with pytest.raises(ConfigError, match="dataset.train_list"):
+        checked("dataset=fss1000", "dataset.train_list=authors")
+
+
+@pytest.mark.parametrize("name", ["deepglobe", "isic", "lung"])
+def test_crossdomain_targets_test_as_patnet_and_refuse_training(name):
+    test = compose_config("test", [f"dataset={name}", "experiment=crossdomain_test"])
+    validate_test_config(test)
+    assert (test.episodes, test.release_seed) == (600, 0)
+    with pytest.raises(ConfigError, match="test-only benchmark"):
+        validate_trainable(compose_config("train", [f"dataset={name}"]))
+
+
+def test_crossdomain_training_takes_every_pascal_class_and_fss_validation():
+    cfg = checked("dataset=pascal", "split=4", "experiment=pascal_crossdomain")
+    assert (cfg.val_dataset.name, cfg.trainer.val_episodes, cfg.trainer.val_seed) == (
+        "fss1000", 2400, 0)
+    val = validation_config(cfg)
+    assert (val.dataset.name, val.split, cfg.dataset.name, cfg.split) == ("fss1000", 0, "pascal", 4)
+    assert validation_config(checked("dataset=pascal")).dataset.name == "pascal"
+    with pytest.raises(ConfigError, match="split=4: is PASCAL-5i's all-classes training fold"):
+        checked("dataset=pascal", "split=4")
+    with pytest.raises(ConfigError, match="split=4"):
+        checked("dataset=coco", "split=4")
 
 
 def test_the_documented_command_composes():
@@ -186,7 +223,8 @@ def test_micro_and_debug_presets():
 
 @pytest.mark.parametrize("override, message", [
     ("shot=0", "shot=0: must be >= 1"),
-    ("split=4", "split=4: must be <= 3"),
+    ("split=5", "split=5: must be <= 4"),  # PASCAL: 4 is the all-classes fold
+    ("split=4 dataset=coco", "split=4: must be <= 3"),
     ("split=-1", "split=-1: must be >= 0"),
     ("dataset.support_points=0", "dataset.support_points=0: must be >= 1"),
     ("dataset.scale_range=[1.2,0.9]", "dataset.scale_range="),

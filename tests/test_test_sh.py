@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fssam.data import benchmarks
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -80,3 +82,24 @@ def test_bad_arguments_print_usage(
     assert message in result.stderr
     assert "usage: sh test.sh" in result.stderr
     assert "torchrun" not in result.stdout
+
+
+@pytest.mark.parametrize("name", benchmarks.NAMES)
+def test_every_benchmark_is_accepted_with_its_folds(fake_path: str, name: str) -> None:
+    bench = benchmarks.get(name)
+    split = ["0"] if bench.num_folds > 1 else []
+    result = run([name, *split, "1", "FSSAM", "small"], fake_path)
+    assert result.returncode == 0, result.stderr
+    assert f"dataset={name} split=0 shot=1 sam2=small" in result.stdout
+    train = subprocess.run(["sh", str(REPO / "train.sh"), "1", "29500", name, *split, "1",
+                            "FSSAM", "small"], check=False, env={**os.environ, "PATH": fake_path},
+                           capture_output=True, text=True, timeout=30)
+    if bench.only_test:
+        assert train.returncode == 2 and "test-only benchmark" in train.stderr
+        assert "experiment=crossdomain_test" in result.stdout
+        return
+    assert train.returncode == 0, train.stderr
+    assert f"dataset={name} split=0" in train.stdout
+    if bench.num_folds > 1:
+        bad = run([name, str(bench.num_folds), "1", "FSSAM", "small"], fake_path)
+        assert bad.returncode == 2 and "split must be" in bad.stderr

@@ -27,7 +27,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from fssam.data.episodic import SUPPORT_ANNOTATIONS
-from fssam.data.folds import COCO_FOLDS, DATASETS as BENCHMARKS
+from fssam.data.benchmarks import NAMES as BENCHMARKS
+from fssam.data.folds import COCO_FOLDS
 from fssam.data.protocol import PROTOCOLS
 from fssam.engine.build import WEIGHTS
 from fssam.engine.config import AMP_MODES, DEVICES, TASKS
@@ -247,6 +248,7 @@ class TrainConfig:
     exp_dir: str = "exp"
     run_dir: str = MISSING
     dataset: DatasetConfig = MISSING
+    val_dataset: Optional[DatasetConfig] = None  # validation on another dataset (cross-domain)
     sam2: Sam2Config = MISSING
     model: Any = MISSING
     trainer: TrainerConfig = MISSING

@@ -30,13 +30,16 @@ import torch
 from torch.utils.data import Dataset
 
 from fssam.contract import IGNORE_LABEL, image_identity
+from fssam.data import benchmarks
 from fssam.data import support_prompts as P
 from fssam.data import transforms as T
 from fssam.data.bad_files import check_label_values, in_episode
+from fssam.data.benchmarks import INDEX
 from fssam.data.folds import fold_classes, num_classes
 from fssam.data.protocol import (PROTOCOLS, SEEDS, Episode, draw_episode, episode_sequence,
                                  sequence_fingerprint, usable_classes)
-from fssam.data.sources import MODES, ImageRecord, build_image_list, class_index, read_pair
+from fssam.data.sources import (MODES, ImageRecord, build_image_list, class_index,
+                                read_episode_pair, read_pair)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,8 @@ class EpisodicDataset(Dataset):
                  support_annotation: str = "mask",
                  scale_range: tuple[float, float] = (0.9, 1.1), protocol: str = SEEDS,
                  release_workers: int = 0, support_points: int = P.DEFAULT_POINTS,
-                 max_class: int | None = None) -> None:
+                 max_class: int | None = None, labels: str = INDEX,
+                 metric_size: int | None = None, release_rule: str = "fssam") -> None:
         _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                         image_size=image_size, num_episodes=num_episodes, seed=seed,
                         protocol=protocol, release_workers=release_workers,
@@ -99,12 +103,14 @@ class EpisodicDataset(Dataset):
         # (the base list), the label a base learner gives it minus 1
         self.class_rank = {c: i for i, c in enumerate(sorted(self.class_ids))}
         self.protocol = protocol
+        self.labels, self.metric_size = labels, metric_size
         self._check_class_counts()
         self.episodes: list[Episode] = []
         if mode == "val":
             self.episodes = episode_sequence(protocol, self.records, shot=shot,
                                              num_episodes=num_episodes, seed=seed,
-                                             workers=release_workers)
+                                             workers=release_workers,
+                                             release_rule=release_rule)
 
     def fingerprint(self) -> str:
         """Names the evaluation episodes: protocol, seed and a hash of their images and
@@ -139,11 +145,15 @@ class EpisodicDataset(Dataset):
               where: str = "") -> tuple[np.ndarray, np.ndarray]:
         record = self.records[record_index]
         try:
-            image, label = read_pair(record.image, record.label)
-            check_label_values(label, record.label, self.max_class)
+            if self.labels == INDEX:
+                image, label = read_pair(record.image, record.label)
+                check_label_values(label, record.label, self.max_class)
+                label = T.binarize(label, class_id)
+            else:
+                image, label = read_episode_pair(record.image, record.label, class_id,
+                                                 self.labels)
         except (OSError, ValueError) as err:
             raise in_episode(err, where) from err
-        label = T.binarize(label, class_id)
         return image, boxes_from_mask(label) if boxes else label
 
     def _transform(self, image: np.ndarray, label: np.ndarray,
@@ -185,7 +195,7 @@ class EpisodicDataset(Dataset):
         if self.mode == "train":
             item["base_class_index"] = torch.tensor(self.class_rank[class_id], dtype=torch.int64)
         if self.mode == "val":
-            item["query_label"] = _mask_tensor(query_label)
+            item["query_label"] = _mask_tensor(self._scored(query_label))
             item["episode"] = torch.tensor(index, dtype=torch.int64)
             item["query_id"] = self._identity(query)
             item["support_ids"] = [self._identity(j) for j in supports]
@@ -195,6 +205,14 @@ class EpisodicDataset(Dataset):
         if self.mode == "train":
             return f"training episode {index} of epoch {self.epoch}"
         return f"evaluation episode {index} ({self.protocol} protocol, seed {self.seed})"
+
+    def _scored(self, label: np.ndarray) -> np.ndarray:
+        """The query mask the metric compares with: the label itself, or resized (nearest)
+        to ``metric_size`` where the benchmark's reference scores at a fixed size."""
+        if self.metric_size is None:
+            return label
+        size = (self.metric_size, self.metric_size)
+        return cv2.resize(label, size, interpolation=cv2.INTER_NEAREST)
 
     def _identity(self, record_index: int) -> str:
         """``image_identity`` of an evaluation image (resized by ``eval_transform``)."""
@@ -230,22 +248,32 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
                   scale_range: tuple[float, float] = (0.9, 1.1), train_list: str | None = None,
                   val_list: str | None = None, cache_dir: str | None = None,
                   protocol: str = SEEDS, release_workers: int = 0,
-                  support_points: int = P.DEFAULT_POINTS) -> EpisodicDataset:
+                  support_points: int = P.DEFAULT_POINTS,
+                  subset: str | None = None) -> EpisodicDataset:
     """Episodic dataset of one fold: base classes for `mode="train"`, novel for "val"
-    (episodes of ``protocol``, see ``fssam.data.protocol``)."""
+    (episodes of ``protocol``, see ``fssam.data.protocol``). ``subset``: the benchmark's
+    list an evaluation reads, "val" (default) or "test" (``Benchmark.test_subset``: the
+    same list as "val" where the benchmark has no test list of its own)."""
     _check_settings(mode=mode, shot=shot, support_annotation=support_annotation,
                     image_size=image_size, num_episodes=num_episodes, seed=seed,
                     protocol=protocol, release_workers=release_workers,
                     support_points=support_points)
-    class_ids = fold_classes(dataset, mode, fold, coco_folds)
-    records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
+    bench = benchmarks.get(dataset)
+    subset = mode if mode == "train" or subset is None else subset
+    if subset == "test":
+        subset = bench.test_subset
+    class_ids = fold_classes(dataset, subset, fold, coco_folds)
+    records = build_image_list(dataset=dataset, root=root, fold=fold, mode=subset,
                                coco_folds=coco_folds, train_list=train_list, val_list=val_list,
                                cache_dir=cache_dir)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
                            support_annotation=support_annotation, scale_range=scale_range,
                            protocol=protocol, release_workers=release_workers,
-                           support_points=support_points, max_class=num_classes(dataset))
+                           support_points=support_points,
+                           max_class=num_classes(dataset) if bench.labels == INDEX else None,
+                           labels=bench.labels, metric_size=bench.metric_size,
+                           release_rule=bench.release_rule)
 
 
 def collate_episodes(items: Sequence[dict[str, Any]]) -> dict:

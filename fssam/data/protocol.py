@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 RELEASE = "release"
 SEEDS = "seeds"
 PROTOCOLS = (RELEASE, SEEDS)
+HSNET_IMAGES = 10  # HSNet draws FSS-1000 supports among <n>.jpg, n = 1..10
 
 
 @dataclass(frozen=True)
@@ -162,12 +164,84 @@ def release_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes:
     return episodes
 
 
+def _stem(path: str) -> str:
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def hsnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: int,
+                   seed: int, workers: int = 0) -> list[Episode]:
+    """HSNet's FSS-1000 test sequence (its ``data/fss.py``, as Matcher and PATNet test):
+    the list walked in its order (episode i: query ``i mod n``); per shot, single draws
+    ``choice(range(1, 11), 1, replace=False)`` of NumPy's legacy generator, seeded with
+    ``seed`` once, name the support image ``<n>.jpg`` of the query's class; a draw equal
+    to the query is drawn again, a repeated support is kept (as HSNet keeps it).
+    ``workers`` is unused: HSNet tests in the main process."""
+    del workers
+    by_name = {(c, _stem(r.image)): i for i, r in enumerate(records) for c in r.classes}
+    draws = np.random.RandomState(seed)
+    episodes = []
+    for i in range(num_episodes):
+        query = i % len(records)
+        class_id, name = records[query].classes[0], _stem(records[query].image)
+        supports: list[int] = []
+        while len(supports) < shot:
+            pick = str(int(draws.choice(range(1, HSNET_IMAGES + 1), 1, replace=False)[0]))
+            if pick == name:
+                continue
+            if (class_id, pick) not in by_name:
+                folder = os.path.dirname(records[query].image)
+                raise ValueError(f"HSNet's rule draws support {pick}.jpg of {folder}, which is "
+                                 f"not in the list: every class folder must hold 1.jpg.."
+                                 f"{HSNET_IMAGES}.jpg")
+            supports.append(by_name[class_id, pick])
+        episodes.append(Episode(query, class_id, tuple(supports)))
+    return episodes
+
+
+def patnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: int,
+                    seed: int, workers: int = 0) -> list[Episode]:
+    """PATNet's cross-domain test sequence (its Deepglobe, ISIC and Chest X-ray datasets):
+    episode i takes the class ``i mod C`` (ascending ids), then the query and, per shot,
+    a support, each one draw ``choice(n, 1, replace=False)`` of NumPy's legacy generator
+    (seeded with ``seed`` once) among the class's images in list order; a support equal to
+    the query is drawn again, a repeated support is kept. ``workers`` is unused."""
+    del workers
+    pools = class_index(records)
+    classes = sorted(pools)
+    small = {c: len(pools[c]) for c in classes if len(pools[c]) < 2}
+    if small:
+        raise ValueError(f"PATNet's rule needs at least 2 images per class, got {small}")
+    draws = np.random.RandomState(seed)
+    episodes = []
+    for i in range(num_episodes):
+        class_id = classes[i % len(classes)]
+        pool = pools[class_id]
+        query = pool[int(draws.choice(len(pool), 1, replace=False)[0])]
+        supports: list[int] = []
+        while len(supports) < shot:
+            pick = pool[int(draws.choice(len(pool), 1, replace=False)[0])]
+            if pick != query:
+                supports.append(pick)
+        episodes.append(Episode(query, class_id, tuple(supports)))
+    return episodes
+
+
+# the reference episode rule of a benchmark (``Benchmark.release_rule``)
+RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes,
+                 "patnet": patnet_episodes}
+
+
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,
-                     num_episodes: int, seed: int, workers: int = 0) -> list[Episode]:
-    """The ``protocol``'s episodes (``workers``: the release's loader workers)."""
+                     num_episodes: int, seed: int, workers: int = 0,
+                     release_rule: str = "fssam") -> list[Episode]:
+    """The ``protocol``'s episodes (``workers``: the release's loader workers;
+    ``release_rule``: whose reference sequence "release" is, ``RELEASE_RULES``)."""
     if protocol == RELEASE:
-        return release_episodes(records, shot=shot, num_episodes=num_episodes, seed=seed,
-                                workers=workers)
+        if release_rule not in RELEASE_RULES:
+            raise ValueError(f"unknown release rule {release_rule!r} "
+                             f"(expected one of {', '.join(RELEASE_RULES)})")
+        return RELEASE_RULES[release_rule](records, shot=shot, num_episodes=num_episodes,
+                                           seed=seed, workers=workers)
     if protocol == SEEDS:
         return seeded_episodes(records, shot=shot, num_episodes=num_episodes, seed=seed)
     raise ValueError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")

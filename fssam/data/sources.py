@@ -25,7 +25,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.pool import ThreadPool
@@ -37,15 +37,24 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.contract import IGNORE_LABEL
+from fssam.data import benchmarks
 from fssam.data.bad_files import check_image_complete, check_not_empty
-from fssam.data.folds import base_classes, novel_classes, num_classes
-from fssam.data.train_lists import (ALL, AUTHORS, FILE, TrainList, read_lines,
-                                    resolve_train_list, resolve_val_list)
+from fssam.data.benchmarks import BINARY, INDEX
+from fssam.data.folds import fold_classes, num_classes
+from fssam.data.train_lists import (
+    AUTHORS,
+    FILE,
+    TrainList,
+    resolve_train_list,
+    resolve_val_list,
+)
+from fssam.data.transforms import binarize
 from fssam.utils.io import WriteError, atomic_write_text
 
 log = logging.getLogger(__name__)
 
 MIN_PIXELS = 2 * 32 * 32
+BINARY_THRESHOLD = 128
 MODES = ("train", "val")
 CACHE_VERSION = 3
 
@@ -110,6 +119,35 @@ def read_pair(image_path: str, label_path: str) -> tuple[np.ndarray, np.ndarray]
     return image.astype(np.float32), label
 
 
+def read_binary_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
+    """A one-class mask as 0/1 uint8: the grey value (PIL's ``convert("L")``) >= 128 is the
+    object (HSNet's rule). A mask whose size differs from the image's (``shape``: its
+    height and width; a few FSS-1000 masks) is resized to it, nearest neighbour."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"label not found: {path}")
+    try:
+        with Image.open(path) as mask:
+            grey = np.array(mask.convert("L"))
+    except (OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read label {path}: {err}") from err
+    binary = (grey >= BINARY_THRESHOLD).astype(np.uint8)
+    if binary.shape != tuple(shape):
+        binary = cv2.resize(binary, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return binary
+
+
+def read_episode_pair(image_path: str, label_path: str, class_id: int, labels: str = INDEX
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """An image (float32 RGB 0..255) and its mask of ``class_id`` (1 on the class, 255
+    kept, 0 elsewhere): from a class-index label (``labels`` "index") or a one-class mask
+    (``labels`` "binary", ``read_binary_mask``)."""
+    if labels == BINARY:
+        image = read_image(image_path)
+        return image.astype(np.float32), read_binary_mask(label_path, image.shape[:2])
+    image, label = read_pair(image_path, label_path)
+    return image, binarize(label, class_id)
+
+
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/fssam/lists`` (``~/.cache/fssam/lists``)."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fssam" / "lists"
@@ -124,67 +162,6 @@ def class_index(records: Sequence[ImageRecord]) -> dict[int, list[int]]:
     return index
 
 
-def _resolve(bases: Sequence[str], relative: str) -> str:
-    """First of base/relative that exists, else the first candidate (errors name it)."""
-    candidates = [os.path.join(base, relative) for base in bases]
-    return next((c for c in candidates if os.path.exists(c)), candidates[0])
-
-
-def _pairs_from_list(list_file: str, bases: Sequence[str],
-                     id_pair: Callable[[str], tuple[str, str]]) -> list[tuple[str, str]]:
-    """Pairs of a list file: ``image label`` paths, or an image id per line."""
-    pairs = []
-    for number, line in enumerate(read_lines(list_file), start=1):
-        fields = line.split()
-        if len(fields) == 1:
-            pairs.append(id_pair(fields[0]))
-        elif len(fields) == 2:
-            pairs.append((_resolve(bases, fields[0]), _resolve(bases, fields[1])))
-        else:
-            raise ValueError(f"{list_file}:{number}: expected an image id or 'image label', "
-                             f"got {line!r}")
-    return pairs
-
-
-def _pascal_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, str]]:
-    voc = os.path.join(root, "VOC2012")
-    label_dir = _resolve((root, voc), "SegmentationClassAug")
-
-    def id_pair(i: str) -> tuple[str, str]:
-        return os.path.join(voc, "JPEGImages", f"{i}.jpg"), os.path.join(label_dir, f"{i}.png")
-
-    if chosen.choice != ALL:
-        return _pairs_from_list(chosen.path, (root, voc), id_pair)
-    if not os.path.isdir(label_dir):
-        raise FileNotFoundError(f"label folder not found: {label_dir} (nor under {voc})")
-    val_ids = read_lines(os.path.join(voc, "ImageSets", "Segmentation", "val.txt"))
-    if mode == "val":
-        ids = val_ids
-    else:
-        excluded = set(val_ids)
-        stems = (name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
-        ids = sorted(stem for stem in stems if stem not in excluded)
-    return [id_pair(i) for i in ids]
-
-
-def _coco_pairs(root: str, mode: str, chosen: TrainList) -> list[tuple[str, str]]:
-    subset = "train2014" if mode == "train" else "val2014"
-    label_dir = os.path.join(root, "annotations", subset)
-
-    def id_pair(stem: str) -> tuple[str, str]:
-        return os.path.join(root, subset, f"{stem}.jpg"), os.path.join(label_dir, f"{stem}.png")
-
-    if chosen.choice != ALL:
-        return _pairs_from_list(chosen.path, (root,), id_pair)
-    if not os.path.isdir(label_dir):
-        raise FileNotFoundError(f"label folder not found: {label_dir}")
-    stems = sorted(name[:-4] for name in os.listdir(label_dir) if name.endswith(".png"))
-    return [id_pair(s) for s in stems]
-
-
-_PAIR_BUILDERS = {"pascal": _pascal_pairs, "coco": _coco_pairs}
-
-
 def list_pairs(*, dataset: str, root: str, mode: str,
                train_list: str | TrainList | None = None,
                val_list: str | TrainList | None = None) -> list[tuple[str, str]]:
@@ -194,7 +171,8 @@ def list_pairs(*, dataset: str, root: str, mode: str,
     dataset's default (``fssam.data.train_lists``). ``val_list`` (evaluation only):
     "standard" or None (val.txt / every val2014 label) or a list file.
     """
-    return _PAIR_BUILDERS[dataset](root, mode, _list_of(dataset, mode, train_list, val_list))
+    return benchmarks.get(dataset).pairs(root, mode, _list_of(dataset, mode, train_list,
+                                                             val_list))
 
 
 def checked_pairs(*, dataset: str, root: str, mode: str,
@@ -202,7 +180,7 @@ def checked_pairs(*, dataset: str, root: str, mode: str,
                   val_list: str | TrainList | None = None) -> list[tuple[str, str]]:
     """``list_pairs`` after ``check_images``: a FileNotFoundError when an image is missing."""
     chosen = _list_of(dataset, mode, train_list, val_list)
-    pairs = _PAIR_BUILDERS[dataset](root, mode, chosen)
+    pairs = benchmarks.get(dataset).pairs(root, mode, chosen)
     check_images(pairs, chosen)
     return pairs
 
@@ -211,7 +189,7 @@ def _list_of(dataset: str, mode: str, train_list: str | TrainList | None,
              val_list: str | TrainList | None) -> TrainList:
     """The resolved list of ``mode``: ``train_list`` for training, ``val_list`` for
     evaluation."""
-    _check_mode(mode)
+    benchmarks.get(dataset).check_subset(mode)
     chosen = train_list if mode == "train" else val_list
     if isinstance(chosen, TrainList):
         return chosen
@@ -238,17 +216,12 @@ def _list_classes(counts: dict[int, int], wanted: set[int], allowed: set[int] | 
     return tuple(c for c in present if counts[c] >= MIN_PIXELS), present
 
 
-def _check_mode(mode: str) -> None:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r} (expected one of {', '.join(MODES)})")
-
-
 def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_folds: str,
                chosen: TrainList) -> dict:
     name = chosen.path if chosen.choice == FILE else chosen.choice
     return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
             "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
-            "coco_folds": coco_folds if dataset == "coco" else None,
+            "coco_folds": coco_folds if len(benchmarks.get(dataset).fold_schemes) > 1 else None,
             "list": name, "list_sha256": chosen.sha256}
 
 
@@ -293,9 +266,10 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_folds: st
                           val_list=chosen)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
-    novel = set(novel_classes(dataset, fold, coco_folds))
-    base = set(base_classes(dataset, fold, coco_folds))
-    wanted, allowed = (base, base) if mode == "train" else (novel, None)
+    wanted = set(fold_classes(dataset, mode, fold, coco_folds))
+    if benchmarks.get(dataset).labels == BINARY:
+        return _class_records(dataset, pairs, wanted)
+    allowed = wanted if mode == "train" else None
     desc = f"{dataset} fold {fold} {mode} list"
     counts = _scan_labels(pairs, num_classes(dataset), workers, desc, label_counts)
     records = []
@@ -304,6 +278,20 @@ def _build_records(dataset: str, root: str, fold: int, mode: str, coco_folds: st
         if classes:
             records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label), classes,
                                        present))
+    return records
+
+
+def _class_records(dataset: str, pairs: Sequence[tuple[str, str]], wanted: set[int]
+                   ) -> list[ImageRecord]:
+    """Records of a benchmark with one class per image (its ``class_of``): every image of
+    a class of the list is eligible, whatever its mask (HSNet's rule)."""
+    class_of = benchmarks.get(dataset).class_of
+    records = []
+    for image, label in pairs:
+        class_id = class_of(image, label)
+        if class_id in wanted:
+            records.append(ImageRecord(os.path.abspath(image), os.path.abspath(label),
+                                       (class_id,)))
     return records
 
 
@@ -325,7 +313,7 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     (label path -> class pixel counts), shared by the builds of several folds, lets each
     label be read once: the counts do not depend on the fold.
     """
-    novel_classes(dataset, fold, coco_folds)  # validates dataset, fold and fold scheme
+    fold_classes(dataset, mode, fold, coco_folds)  # validates dataset, mode, fold, scheme
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root not found: {root}")
     chosen = _list_of(dataset, mode, train_list, val_list)

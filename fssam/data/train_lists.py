@@ -27,19 +27,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fssam.data.benchmarks import BENCHMARKS
+from fssam.data.benchmarks.base import ALL, AUTHORS, FILE, read_lines
+
 LIST_DIR = Path(__file__).resolve().parent / "lists"
-AUTHORS = "authors"
-ALL = "all"
-FILE = "file"
 CHOICES = (AUTHORS, ALL)
 STANDARD = "standard"
-DEFAULT_TRAIN_LIST = {"pascal": AUTHORS, "coco": ALL}
+# read from each benchmark's description (fssam.data.benchmarks)
+DEFAULT_TRAIN_LIST = {b.name: b.default_train_list for b in BENCHMARKS.values()}
 # dataset -> (shipped file, SHA-256 of its bytes)
-AUTHORS_LISTS = {
-    "pascal": ("pascal_train_voc_sbd.txt",
-               "edb3f0cbd581ed65fcb3050ff172c52e6c28ea94ae0797725084a3526721249b"),
-}
-REFERENCE_COUNTS = {"pascal": "pascal_fold_counts.json", "coco": "coco_fold_counts.json"}
+AUTHORS_LISTS = {b.name: b.authors_list for b in BENCHMARKS.values() if b.authors_list}
+REFERENCE_COUNTS = {b.name: b.reference_counts for b in BENCHMARKS.values()
+                    if b.reference_counts}
 
 
 @dataclass(frozen=True)
@@ -58,18 +57,6 @@ class TrainList:
         count = len(read_lines(self.path))
         kind = "the authors' list" if self.choice == AUTHORS else "list file"
         return f"{self.choice}: {kind} {self.path} ({count} entries)"
-
-
-def read_lines(path: str | os.PathLike) -> list[str]:
-    """Non-empty stripped lines of a list file; errors name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"list file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        lines = [line.strip() for line in f]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise ValueError(f"empty list file: {path}")
-    return lines
 
 
 def lines_sha256(path: str | os.PathLike) -> str:
@@ -95,7 +82,7 @@ def authors_list_path(dataset: str) -> Path:
 
 
 def resolve_train_list(dataset: str, train_list: str | os.PathLike | None) -> TrainList:
-    """The choice behind ``train_list`` for ``dataset`` ("pascal" or "coco")."""
+    """The choice behind ``train_list`` for ``dataset`` (a benchmark's name)."""
     if dataset not in DEFAULT_TRAIN_LIST:
         raise ValueError(f"unknown dataset {dataset!r} "
                          f"(expected one of {', '.join(DEFAULT_TRAIN_LIST)})")

@@ -18,7 +18,7 @@ from hydra.initialize import get_gh_backup, restore_gh_from_backup
 from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
-from fssam.data.folds import NUM_FOLDS
+from fssam.data import benchmarks
 from fssam.data.train_lists import AUTHORS
 from fssam.utils.checks import ConfigError, check_int, check_number, fail
 
@@ -56,7 +56,13 @@ def plain(cfg: DictConfig) -> dict[str, Any]:
 def validate_config(cfg: DictConfig) -> None:
     """Check the keys shared by training and testing, then the method's own with the
     function ``model.run.checks`` names."""
-    check_int(cfg, "split", 0, NUM_FOLDS - 1)
+    bench = benchmarks.get(str(cfg.dataset.benchmark))
+    check_int(cfg, "split", 0, bench.max_fold)
+    if bench.all_classes_fold and cfg.split == bench.num_folds and \
+            cfg.get("val_dataset") is None:
+        fail("split", cfg.split, f"is {bench.title}'s all-classes training fold: it has no "
+             f"class to evaluate; validate on another dataset (experiment="
+             f"{bench.name}_crossdomain) and test on a cross-domain target")
     check_int(cfg, "shot", 1)
     check_int(cfg, "seed", 0)
     scale = list(cfg.dataset.scale_range)
@@ -68,7 +74,7 @@ def validate_config(cfg: DictConfig) -> None:
         value = cfg.dataset[key]
         if value is not None and not value.strip():
             fail(f"dataset.{key}", value, "must name a list (or a list file)")
-    if cfg.dataset.train_list == AUTHORS and cfg.dataset.benchmark != "pascal":
+    if cfg.dataset.train_list == AUTHORS and bench.authors_list is None:
         fail("dataset.train_list", AUTHORS, f"the authors' list is PASCAL's; for "
              f"{cfg.dataset.benchmark} use 'all' or a list file")
     wanted = cfg.experiment_dataset
@@ -77,6 +83,26 @@ def validate_config(cfg: DictConfig) -> None:
              f"dataset={wanted}")
     if cfg.model.run.checks is not None:
         get_method(cfg.model.run.checks)(cfg)
+
+
+def validate_trainable(cfg: DictConfig) -> None:
+    """A ConfigError naming ``dataset`` when the benchmark has no training list (the
+    cross-domain targets are test-only: train on PASCAL-5i, test there)."""
+    bench = benchmarks.get(str(cfg.dataset.benchmark))
+    if "train" not in bench.subsets:
+        fail("dataset", cfg.dataset.name, f"{bench.title} is a test-only benchmark (no training "
+             f"list): train on another dataset and test on it with test.py")
+
+
+def validation_config(cfg: DictConfig) -> DictConfig:
+    """The config a training run validates with: ``cfg`` itself, or, when ``val_dataset``
+    is set (cross-domain training), ``cfg`` with that dataset and its fold 0."""
+    if cfg.get("val_dataset") is None:
+        return cfg
+    out = cfg.copy()
+    out.dataset = cfg.val_dataset
+    out.split = 0
+    return out
 
 
 def validate_trainer(trainer: DictConfig) -> None:
@@ -155,9 +181,10 @@ def model_task(cfg: DictConfig) -> str:
 
 def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
                    seed: int | None = None, protocol: str = "seeds",
-                   release_workers: int = 0) -> dict[str, Any]:
+                   release_workers: int = 0, subset: str | None = None) -> dict[str, Any]:
     """Keyword arguments of ``fssam.data.build_dataset`` for ``mode`` ("train"/"val");
-    evaluation episodes of ``protocol`` (``fssam.data.protocol``)."""
+    evaluation episodes of ``protocol`` (``fssam.data.protocol``) on the benchmark's list
+    ``subset`` ("test" for test.py: the benchmark's test list where it has one)."""
     data = cfg.dataset
     return {
         "dataset": str(data.benchmark), "root": str(data.root), "fold": int(cfg.split),
@@ -168,6 +195,7 @@ def dataset_kwargs(cfg: DictConfig, *, mode: str, num_episodes: int = 1000,
         "train_list": data.train_list, "val_list": data.val_list,
         "cache_dir": data.cache_dir, "protocol": protocol, "release_workers": release_workers,
         "support_points": int(data.support_points),
+        **({"subset": subset} if subset is not None else {}),
     }
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from fssam.data import benchmarks
 from fssam.utils.checks import ConfigError
 from fssam.utils.io import atomic_write
 
@@ -89,7 +90,8 @@ def cache_settings(cfg: Any, *, episodes: str, model_settings: Mapping[str, Any]
         "episodes": str(episodes),
         "image_size": int(cfg.model.run.input_size),
         "support_annotation": str(data.support_annotation),
-        "coco_folds": str(data.coco_folds) if data.benchmark == "coco" else None,
+        "coco_folds": (str(data.coco_folds)
+                       if len(benchmarks.get(str(data.benchmark)).fold_schemes) > 1 else None),
         **model_settings,
         "amp": "none" if amp_dtype is None else str(amp_dtype).removeprefix("torch."),
     }

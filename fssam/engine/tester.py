@@ -21,7 +21,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from fssam.data import build_dataset
-from fssam.data.folds import novel_classes
 from fssam.data.protocol import PROTOCOLS, RELEASE, SEEDS
 from fssam.engine.build import WEIGHTS, build_model
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
@@ -121,7 +120,6 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
     """
     model.to(info.device)
     predictor = PriorOnly(model) if cfg.prior_only else model
-    classes = novel_classes(str(cfg.dataset.benchmark), int(cfg.split), str(cfg.dataset.coco_folds))
     start = time.perf_counter()
     # The weights never change here: support memories may be reused across all passes.
     feature_cache, memo_gb = reuse_from_config(cfg.trainer.eval_cache)
@@ -135,7 +133,7 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
     for number, (protocol, seed) in enumerate(protocol_passes(cfg)):
         dataset = build_dataset(**dataset_kwargs(
             cfg, mode="val", num_episodes=int(cfg.episodes), seed=seed, protocol=protocol,
-            release_workers=workers))
+            release_workers=workers, subset="test"))
         loader = build_eval_loader(
             dataset, batch_size=int(cfg.batch_size), num_workers=int(cfg.trainer.num_workers)
         )
@@ -143,7 +141,7 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
         rows[protocol, seed] = run_evaluation(
             predictor,
             loader,
-            class_ids=classes,
+            class_ids=dataset.class_ids,
             device=info.device,
             amp_dtype=amp,
             prior_cache=_prior_cache(cfg, prior_settings, dataset.fingerprint(), amp),

@@ -20,12 +20,13 @@ from torch.utils.data import Dataset
 
 from fssam.contract import ScheduledOptimizer
 from fssam.data import build_dataset
-from fssam.data.folds import base_classes, novel_classes
+from fssam.data.folds import base_classes
 from fssam.data.semantic import build_base_dataset
 from fssam.engine.build import build_model
 from fssam.engine.config import (AMP_DTYPES, amp_dtype, base_dataset_kwargs, dataset_kwargs,
                                  model_task, per_process_batch, plain, release_workers,
-                                 validate_config, validate_trainer)
+                                 validate_config, validate_trainable, validate_trainer,
+                                 validation_config)
 from fssam.engine.evaluate import build_eval_loader
 from fssam.engine.faults import guard
 from fssam.engine.feature_cache import reuse_from_config
@@ -81,15 +82,16 @@ def episodic_data(cfg: DictConfig, model: torch.nn.Module,
     train_set = build_dataset(**dataset_kwargs(cfg, mode="train"))
     if t.val_per_epoch == 0:
         return train_set, None
+    val_cfg = validation_config(cfg)  # cfg, or its val_dataset (cross-domain training)
     val_set = build_dataset(**dataset_kwargs(
-        cfg, mode="val", num_episodes=t.val_episodes, seed=t.val_seed,
+        val_cfg, mode="val", num_episodes=t.val_episodes, seed=t.val_seed,
         protocol=t.val_protocol, release_workers=release_workers(cfg)))
     feature_cache, memo_gb = reuse_from_config(t.eval_cache)
     return train_set, EpisodicValidation(
         loader=build_eval_loader(val_set, batch_size=t.val_batch_size, num_workers=t.num_workers),
-        class_ids=novel_classes(str(cfg.dataset.benchmark), cfg.split, str(cfg.dataset.coco_folds)),
+        class_ids=val_set.class_ids,
         amp_dtype=amp_dtype(t, device),
-        prior_cache=val_prior_cache(cfg, model, device, val_set.fingerprint()),
+        prior_cache=val_prior_cache(val_cfg, model, device, val_set.fingerprint()),
         feature_cache=feature_cache, memo_gb=memo_gb, progress=t.progress)
 
 
@@ -132,6 +134,7 @@ def build_trainer(cfg: DictConfig, info: DistInfo) -> Trainer:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Validate ``cfg``, join the process group, train; returns the trainer's summary."""
     validate_config(cfg)
+    validate_trainable(cfg)
     validate_trainer(cfg.trainer)
     info = init_distributed(cfg.trainer.device, timeout_s=cfg.trainer.dist_timeout_s)
     try:

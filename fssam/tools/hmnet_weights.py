@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fssam.data.folds import DATASETS, NUM_FOLDS, base_classes
+from fssam.data.benchmarks import BENCHMARKS
+from fssam.data.folds import base_classes
 from fssam.models.hmnet.backbones import BACKBONES
 
 HMNET_PAGE = "https://github.com/Sam1224/HMNet"
@@ -47,15 +48,16 @@ def _entries() -> dict[str, ReleaseFile]:
         "hmnet_imagenet_vgg": ReleaseFile(
             f"{ROOT}/initmodel/vgg16_bn.pth", "ImageNet VGG-16-BN, torchvision (PSPNet "
             "pre-training only)", BAM_PAGE, "imagenet", "vgg")}
-    for dataset in DATASETS:
-        for split in range(NUM_FOLDS):
+    released = [b for b in BENCHMARKS.values() if b.hmnet_release]
+    for bench in released:
+        dataset, run = bench.name, bench.hmnet_release
+        for split in range(bench.num_folds):
             for backbone in BACKBONES:
                 tag = f"{dataset}_split{split}_{backbone}"
                 files[f"bam_{tag}"] = ReleaseFile(
                     f"{ROOT}/initmodel/PSPNet/{dataset}/split{split}/{backbone}/best.pth",
                     f"BAM base learner, {dataset} fold {split}, {backbone}", BAM_PAGE,
                     "base_learner", backbone, dataset)
-                run = "HMNet" if dataset == "pascal" else "HMNetAMP"
                 for shot in SHOTS:
                     files[f"hmnet_{tag}_{shot}shot"] = ReleaseFile(
                         f"{ROOT}/exp/{dataset}/{run}/split{split}/{backbone}/snapshot/"

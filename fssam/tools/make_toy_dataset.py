@@ -1,4 +1,4 @@
-"""Write a synthetic few-shot segmentation dataset in the PASCAL or COCO layout."""
+"""Write a synthetic few-shot segmentation dataset in the PASCAL, COCO or FSS-1000 layout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ import logging
 import time
 
 from fssam.tools.toy import eligible_counts, make_toy_coco, make_toy_pascal
+from fssam.tools.toy_crossdomain import LAYOUTS as CROSS_DOMAIN
+from fssam.tools.toy_crossdomain import make_toy_crossdomain
+from fssam.tools.toy_fss import make_toy_fss
 
 log = logging.getLogger("make_toy_dataset")
 
@@ -14,7 +17,11 @@ log = logging.getLogger("make_toy_dataset")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True, help="output folder (created if missing)")
-    parser.add_argument("--layout", choices=("pascal", "coco"), default="pascal")
+    parser.add_argument("--layout", choices=("pascal", "coco", "fss1000", *CROSS_DOMAIN),
+                        default="pascal")
+    parser.add_argument("--splits", nargs="+", choices=("train", "val", "test"),
+                        default=["test"], help="fss1000: the HSNet splits whose classes are "
+                        "written (default test: 240 classes x 10 images)")
     parser.add_argument("--images", type=int, default=None,
                         help="number of images, train + val (default 400 pascal, 1200 coco)")
     parser.add_argument("--seed", type=int, default=0)
@@ -31,6 +38,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.layout == "fss1000":
+        start = time.perf_counter()
+        make_toy_fss(args.root, splits=args.splits, seed=args.seed)
+        log.info("fss1000 toy dataset written to %s in %.1f s", args.root,
+                 time.perf_counter() - start)
+        return
+    if args.layout in CROSS_DOMAIN:
+        make_toy_crossdomain(args.root, args.layout, seed=args.seed)
+        log.info("%s toy dataset written to %s", args.layout, args.root)
+        return
     make = make_toy_pascal if args.layout == "pascal" else make_toy_coco
     if not 0.0 <= args.small_objects <= 1.0:
         raise SystemExit(f"--small-objects {args.small_objects}: must be in 0..1")

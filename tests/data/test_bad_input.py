@@ -95,7 +95,12 @@ def test_unknown_dataset(pascal_root: Path, tmp_path: Path) -> None:
 
 
 def test_unknown_fold(pascal_root: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="unknown fold 4"):
+    with pytest.raises(ValueError, match="unknown fold 5"):
+        make(pascal_root, tmp_path, fold=5)
+    with pytest.raises(ValueError, match="unknown fold 4 for coco"):
+        make(pascal_root, tmp_path, dataset="coco", fold=4)
+    # PASCAL's fold 4 (every class) trains only: its evaluation list has no class
+    with pytest.raises(ValueError, match="empty val list"):
         make(pascal_root, tmp_path, fold=4)
 
 

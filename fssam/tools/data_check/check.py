@@ -18,7 +18,8 @@ from fssam.tools.data_check.diagnosis import diagnose
 from fssam.tools.data_check.files import check_labels, check_layout
 from fssam.tools.data_check.lists import (build_counts, compare, format_fold_table, list_name,
                                     load_reference)
-from fssam.data.folds import NUM_FOLDS, num_classes
+from fssam.data import benchmarks
+from fssam.data.folds import num_classes
 from fssam.tools.toy import META_FILE
 from fssam.data.train_lists import reference_counts_path, resolve_train_list
 
@@ -37,7 +38,7 @@ class CheckSettings:
     root: str
     train_list: str | None = None
     coco_folds: str = "interleaved"
-    folds: Sequence[int] = tuple(range(NUM_FOLDS))
+    folds: Sequence[int] | None = None  # None: every fold of the benchmark
     reference: str | None = None
     cache_dir: str | None = None
     workers: int = 8
@@ -51,16 +52,24 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
     try:
         if not os.path.isdir(s.root):
             raise FileNotFoundError(f"dataset root not found: {s.root}")
+        bench = benchmarks.get(s.dataset)
+        folds = tuple(range(bench.num_folds)) if s.folds is None else tuple(s.folds)
+        for fold in folds:
+            bench.check_fold(fold)
         train_list = resolve_train_list(s.dataset, s.train_list)
-        reference_path = Path(s.reference) if s.reference else reference_counts_path(s.dataset)
-        reference = load_reference(reference_path)
+        if s.reference or bench.reference_counts:
+            reference_path = Path(s.reference) if s.reference else reference_counts_path(s.dataset)
+            reference = load_reference(reference_path)
+        else:  # no published count (Deepglobe)
+            reference_path, reference = None, {}
     except (FileNotFoundError, ValueError) as err:
         raise SettingsError(str(err)) from err
     classes = num_classes(s.dataset)
     findings, pairs = check_layout(s.dataset, s.root, train_list, keep=s.examples)
     all_pairs = [p for mode_pairs in pairs.values() for p in mode_pairs]
-    findings.merge(check_labels(all_pairs, s.root, classes, workers=s.workers, keep=s.examples))
-    ours = build_counts(dataset=s.dataset, root=s.root, folds=s.folds, train_list=train_list,
+    findings.merge(check_labels(all_pairs, s.root, classes, workers=s.workers, keep=s.examples,
+                                labels=bench.labels))
+    ours = build_counts(dataset=s.dataset, root=s.root, folds=folds, train_list=train_list,
                         coco_folds=s.coco_folds, cache_dir=s.cache_dir, workers=s.workers,
                         rebuild=not s.reuse_cache)
     comparisons = compare(ours, reference)
@@ -71,8 +80,9 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
           and all(c.match for c in comparisons))
     return {
         "dataset": s.dataset, "root": os.path.abspath(s.root), "coco_folds": s.coco_folds,
-        "folds": list(s.folds), "train_list": train_list.describe(),
-        "reference_file": str(reference_path), "reference": reference, "synthetic": synthetic,
+        "folds": list(folds), "train_list": train_list.describe(),
+        "reference_file": str(reference_path) if reference_path else None,
+        "reference": reference, "synthetic": synthetic,
         "labels_checked": len(set(all_pairs)),
         "findings": [{"kind": f.kind, "count": f.count, "examples": f.examples,
                       "what": f.describe(classes)} for f in findings.values()],
@@ -85,7 +95,7 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as text: header, file findings, one table per fold, diagnosis, verdict."""
     lines = [f"Data check of {report['dataset']} at {report['root']}",
              f"training list: {report['train_list']}",
-             f"reference counts: {report['reference_file']}"]
+             f"reference counts: {report['reference_file'] or 'none published for this dataset'}"]
     if report["synthetic"]:
         lines.append("note: synthetic dataset (toy_meta.json): it cannot match the authors' "
                      "counts")
@@ -95,7 +105,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"  - {f['what']}" for f in findings]
     for fold in report["folds"]:
         present = {k: v for k, v in report["lists"].items()
-                   if k in (list_name("train", fold), list_name("val", fold))}
+                   if k in (list_name(m, fold) for m in ("train", "val", "test"))}
         lines += ["", format_fold_table(fold, present, report["reference"])]
     lines += ["", "Diagnosis:"] + [f"  - {note}" for note in report["diagnosis"]]
     return "\n".join(lines + ["", verdict(report)])

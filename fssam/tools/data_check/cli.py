@@ -19,19 +19,21 @@ import sys
 from collections.abc import Sequence
 
 from fssam.tools.data_check.check import CheckSettings, SettingsError, format_report, run_check
+from fssam.data import benchmarks
 from fssam.data.folds import COCO_FOLDS, NUM_FOLDS
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", required=True, choices=("pascal", "coco"))
+    p.add_argument("--dataset", required=True, choices=benchmarks.NAMES)
     p.add_argument("--root", required=True, help="dataset root (as dataset.root)")
     p.add_argument("--train-list", default=None,
                    help="authors | all | a list file (as dataset.train_list; default: the "
                         "dataset's, authors for PASCAL, all for COCO)")
     p.add_argument("--coco-folds", default="interleaved", choices=COCO_FOLDS)
-    p.add_argument("--folds", type=int, nargs="+", default=list(range(NUM_FOLDS)),
-                   choices=range(NUM_FOLDS), metavar="FOLD", help="folds to check (default all)")
+    p.add_argument("--folds", type=int, nargs="+", default=None,
+                   choices=range(NUM_FOLDS), metavar="FOLD",
+                   help="folds to check (default all of the dataset's)")
     p.add_argument("--reference", default=None,
                    help="reference-counts JSON (default: the authors' counts shipped with the "
                         "package)")
@@ -50,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     settings = CheckSettings(dataset=args.dataset, root=args.root, train_list=args.train_list,
-                             coco_folds=args.coco_folds, folds=tuple(args.folds),
+                             coco_folds=args.coco_folds,
+                             folds=None if args.folds is None else tuple(args.folds),
                              reference=args.reference, cache_dir=args.cache_dir,
                              workers=args.workers, examples=args.examples,
                              reuse_cache=args.reuse_cache)

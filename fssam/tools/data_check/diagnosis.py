@@ -57,8 +57,9 @@ def _ratio_note(train: Sequence[Comparison], train_list: TrainList) -> str | Non
 def _count_notes(comparisons: Sequence[Comparison], train_list: TrainList,
                  built: bool) -> list[str]:
     if not comparisons:
-        return ["no reference count applies to these lists (the authors' counts cover the "
-                "interleaved COCO split and the folds in the reference file)"] if built else []
+        return ["no reference count applies to these lists (the reference file covers other "
+                "lists, e.g. the authors' COCO counts only the interleaved split; Deepglobe has "
+                "no published count)"] if built else []
     wrong = [c for c in comparisons if not c.match]
     if not wrong:
         return ["every count matches the authors': the data reproduces their lists"]

@@ -23,8 +23,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from fssam.contract import IGNORE_LABEL
+from fssam.data import benchmarks
 from fssam.data.bad_files import jpeg_truncated
-from fssam.data.sources import MODES, list_pairs, read_image
+from fssam.data.benchmarks import BINARY
+from fssam.data.sources import list_pairs, read_image
 from fssam.data.train_lists import TrainList
 
 # kind -> what it means (every kind makes the check fail)
@@ -41,8 +43,6 @@ KINDS = {
     "out_of_range": "labels with values outside 0..{C} and 255",
     "size_mismatch": "labels whose size differs from their image's",
 }
-PASCAL_FOLDERS = ("VOC2012/JPEGImages", "VOC2012/ImageSets/Segmentation/val.txt")
-COCO_FOLDERS = ("train2014", "val2014", "annotations/train2014", "annotations/val2014")
 
 
 @dataclass
@@ -87,8 +87,9 @@ def _relative(path: str, root: str) -> str:
 
 
 def _expected_paths(dataset: str, root: str) -> list[str]:
-    """Layout entries that are missing (PASCAL labels may sit at the root or in VOC2012/)."""
-    missing = [p for p in (PASCAL_FOLDERS if dataset == "pascal" else COCO_FOLDERS)
+    """Layout entries that are missing (``Benchmark.layout``; PASCAL labels may sit at the
+    root or in VOC2012/)."""
+    missing = [p for p in benchmarks.get(dataset).layout
                if not os.path.exists(os.path.join(root, p))]
     if dataset == "pascal" and not any(
             os.path.isdir(os.path.join(root, p, "SegmentationClassAug")) for p in ("", "VOC2012")):
@@ -103,7 +104,7 @@ def check_layout(dataset: str, root: str, train_list: TrainList, keep: int = 5
     for entry in _expected_paths(dataset, root):
         findings.add("missing_folder", entry)
     present: dict[str, list[tuple[str, str]]] = {}
-    for mode in MODES:
+    for mode in benchmarks.get(dataset).subsets:
         try:
             pairs = list_pairs(dataset=dataset, root=root, mode=mode, train_list=train_list)
         except (FileNotFoundError, ValueError) as err:
@@ -122,8 +123,11 @@ def check_layout(dataset: str, root: str, train_list: TrainList, keep: int = 5
     return findings, present
 
 
-def inspect_pair(pair: tuple[str, str], max_class: int) -> list[tuple[str, str]]:
-    """``(kind, file and detail)`` of every problem of one image/label pair."""
+def inspect_pair(pair: tuple[str, str], max_class: int, labels: str = "index"
+                 ) -> list[tuple[str, str]]:
+    """``(kind, file and detail)`` of every problem of one image/label pair. A one-class
+    mask (``labels`` "binary") only has to be readable: any mode is read as grey, and a
+    size that differs from its image's is resized on reading (``read_binary_mask``)."""
     image, label = pair
     empty = [("empty_file", path) for path in pair if os.path.getsize(path) == 0]
     if empty:
@@ -131,11 +135,13 @@ def inspect_pair(pair: tuple[str, str], max_class: int) -> list[tuple[str, str]]
     try:
         with Image.open(label) as handle:
             mode, size = handle.mode, handle.size
-            array = np.asarray(handle)
+            array = np.asarray(handle.convert("L") if labels == BINARY else handle)
     except (OSError, SyntaxError, ValueError) as err:
         return [("unreadable_label", f"{label} ({err})")]
     problems = []
-    if mode in ("RGB", "RGBA"):
+    if labels == BINARY:
+        size = None
+    elif mode in ("RGB", "RGBA"):
         grey = bool((array[..., 0] == array[..., 1]).all() and
                     (array[..., 1] == array[..., 2]).all())
         what = "grey values in 3 channels" if grey else "colours"
@@ -154,18 +160,18 @@ def inspect_pair(pair: tuple[str, str], max_class: int) -> list[tuple[str, str]]
     except (OSError, ValueError) as err:
         return problems + [("unreadable_image", f"{image} ({err})")]
     image_size = (width, height)
-    if image_size != size:
+    if size is not None and image_size != size:
         problems.append(("size_mismatch", f"{label} is {size[0]}x{size[1]}, its image "
                                           f"{image_size[0]}x{image_size[1]}"))
     return problems
 
 
 def check_labels(pairs: Sequence[tuple[str, str]], root: str, max_class: int, workers: int = 8,
-                 keep: int = 5) -> Findings:
+                 keep: int = 5, labels: str = "index") -> Findings:
     """Label findings over ``pairs`` (each label once), with a progress bar."""
     unique = list(dict.fromkeys(pairs))
     findings = Findings(keep)
-    inspect = partial(inspect_pair, max_class=max_class)
+    inspect = partial(inspect_pair, max_class=max_class, labels=labels)
     with ThreadPool(max(1, workers)) as pool:
         results = tqdm(pool.imap(inspect, unique, chunksize=32), total=len(unique),
                        desc="labels", unit="label", leave=False)

@@ -16,11 +16,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fssam.data import benchmarks
 from fssam.data.folds import fold_classes
-from fssam.data.sources import MODES, EmptyListError, build_image_list, class_index
+from fssam.data.sources import EmptyListError, build_image_list, class_index
 from fssam.data.train_lists import TrainList
 
 Counts = dict[str, dict[str, Any]]
+MAX_CLASS_ROWS = 100  # longer lists print only their differing classes
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: T
     see files changed in place); False reuses cached lists."""
     counts: Counts = {}
     label_counts: dict[str, dict[int, int]] = {}  # every label read once for all folds
-    jobs = [(mode, fold) for fold in folds for mode in MODES]
+    jobs = [(mode, fold) for fold in folds for mode in benchmarks.get(dataset).subsets]
     for mode, fold in tqdm(jobs, desc="lists", unit="list"):
         classes = fold_classes(dataset, mode, fold, coco_folds)
         try:
@@ -120,15 +122,20 @@ def _rows(name: str, mine: dict[str, Any], ref: dict[str, Any] | None) -> list[t
         span = f"{min(values)}..{max(values)}" if values else "-"
         rows.append((name, f"per class {span} images (no reference per class)", None, None))
         return rows
-    for c, n in mine["per_class"].items():
-        rows.append((name, f"class {c}", n, ref_classes.get(c)))
+    per_class = [(c, n, ref_classes.get(c)) for c, n in mine["per_class"].items()]
+    if len(per_class) > MAX_CLASS_ROWS:  # FSS-1000: only the classes that differ
+        wrong = [row for row in per_class if row[2] is not None and row[1] != row[2]]
+        matching = len(per_class) - len(wrong)
+        rows.append((name, f"per class: {matching} of {len(per_class)} match", None, None))
+        per_class = wrong
+    rows += [(name, f"class {c}", n, ref) for c, n, ref in per_class]
     return rows
 
 
 def format_fold_table(fold: int, ours: Counts, reference: Counts) -> str:
     """One fold's table: images kept and eligible images per class, ours vs the authors'."""
     lines = [f"fold {fold}", f"  {'list':<12}{'count':<22}{'ours':>8}{'authors':>9}  check"]
-    for mode in MODES:
+    for mode in ("train", "val", "test"):
         name = list_name(mode, fold)
         mine = ours.get(name)
         if mine is None:
