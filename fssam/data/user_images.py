@@ -94,6 +94,15 @@ def parse_box(text: str, image_path: Path, image_hw: tuple[int, int]) -> np.ndar
     return mask
 
 
+def check_one_per_image(images: Sequence[Path], given: Sequence, counted: str,
+                        each: str) -> None:
+    """InputError unless ``given`` holds one annotation per support image, naming both
+    counts (``counted``: how the annotations are counted, ``each``: what one image takes)."""
+    if len(given) != len(images):
+        raise InputError(f"{len(images)} support image(s) ({', '.join(map(str, images))}) but "
+                         f"{len(given)} {counted}; give exactly {each} per image")
+
+
 def load_supports(images: Sequence[Path], *, masks: Sequence[Path] | None = None,
                   boxes: Sequence[str] | None = None,
                   white_is_foreground: bool = False) -> list[Support]:
@@ -104,9 +113,7 @@ def load_supports(images: Sequence[Path], *, masks: Sequence[Path] | None = None
         raise InputError("give either one mask per support image or one box per support image")
     annotations = masks if masks is not None else boxes
     kind = "mask" if masks is not None else "box"
-    if len(annotations) != len(images):
-        raise InputError(f"{len(images)} support image(s) ({', '.join(map(str, images))}) but "
-                         f"{len(annotations)} {kind}(es); give exactly one {kind} per image")
+    check_one_per_image(images, annotations, f"{kind}(es)", f"one {kind}")
     supports = []
     for image_path, annotation in zip(images, annotations):
         image = read_image(Path(image_path))

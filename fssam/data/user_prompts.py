@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fssam.data.support_prompts import NEGATIVE, POSITIVE, Prompt, scribble_prompt
-from fssam.data.user_images import InputError, parse_box, read_image
+from fssam.data.user_images import InputError, check_one_per_image, parse_box, read_image
 
 LABELS = {"+": POSITIVE, "1": POSITIVE, "-": NEGATIVE, "0": NEGATIVE}
 
@@ -77,9 +77,7 @@ def load_prompts(images: Sequence[Path], *, points: Sequence[str] | None = None,
                                             (boxes, "box")) if v), (None, None))
     if not images or given is None:
         raise InputError("give support images and one prompt (clicks, scribble or box) each")
-    if len(given) != len(images):
-        raise InputError(f"{len(images)} support image(s) ({', '.join(map(str, images))}) but "
-                         f"{len(given)} {kind} argument(s); give exactly one per image")
+    check_one_per_image(images, given, f"{kind} argument(s)", "one")
     prompts = []
     for path, value in zip(images, given):
         rgb = read_image(Path(path))
