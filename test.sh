@@ -3,9 +3,11 @@
 #   sh test.sh {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh test.sh {pascal|coco} {split} {shot} HMNet {resnet50|vgg} [hydra overrides...]
 #   sh test.sh fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh test.sh lvis {split: 0-9} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh test.sh {deepglobe|isic|lung} {shot} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]
 # Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
 # no split). FSS-1000 adds experiment=fss1000_fssam: HSNet's 2400 test episodes, seed 0;
+# LVIS-92i adds experiment=lvis_fssam: Matcher's 2300 test episodes, seed 0;
 # the cross-domain targets add experiment=crossdomain_test: PATNet's 600 episodes, seed 0
 # (their model is trained elsewhere: checkpoint=FILE).
 # Two rows: the releases' own test episodes (seed 321, their loader's worker count) and ours
@@ -18,6 +20,7 @@ usage() {
     echo "usage: sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh test.sh {pascal|coco} {split: 0-3} {shot: >= 1} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       sh test.sh fss1000 {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh test.sh lvis {split: 0-9} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh test.sh {deepglobe|isic|lung} {shot: >= 1} FSSAM {small|base|large} checkpoint=FILE [hydra overrides...]" >&2
     echo "       GPUs from NGPUS (default 1)" >&2
     exit 2
@@ -32,8 +35,9 @@ fail() {
 dataset=$1
 case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
     pascal | coco) folds=4 ;;
+    lvis) folds=10 ;;
     fss1000 | deepglobe | isic | lung) folds=1 ;;
-    *) fail "unknown dataset '$dataset' (pascal, coco, fss1000, deepglobe, isic or lung)" ;;
+    *) fail "unknown dataset '$dataset' (pascal, coco, fss1000, lvis, deepglobe, isic or lung)" ;;
 esac
 if [ "$folds" -eq 1 ]; then
     [ $# -ge 4 ] || fail "expected at least 4 arguments for $dataset (no split), got $#"
@@ -43,7 +47,10 @@ else
     [ $# -ge 5 ] || fail "expected at least 5 arguments, got $#"
     split=$2 shot=$3 model=$4 size=$5
     shift 5
-    case $split in 0 | 1 | 2 | 3) ;; *) fail "split must be 0, 1, 2 or 3, got '$split'" ;; esac
+    case $split in
+        [0-9]) [ "$split" -lt "$folds" ] || fail "split must be 0..$((folds - 1)) for $dataset, got '$split'" ;;
+        *) fail "split must be 0..$((folds - 1)) for $dataset, got '$split'" ;;
+    esac
 fi
 case $shot in '' | *[!0-9]* | 0*) fail "shot must be a positive integer, got '$shot'" ;; esac
 case $model in
@@ -56,10 +63,11 @@ case $model in
         esac
         case $dataset in
             fss1000) choice="$choice experiment=fss1000_fssam" ;;
+            lvis) choice="$choice experiment=lvis_fssam" ;;
             deepglobe | isic | lung) choice="$choice experiment=crossdomain_test" ;;
         esac ;;
     HMNet)
-        [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
+        case $dataset in pascal | coco) ;; *) fail "HMNet runs on pascal and coco only (no base learner for $dataset)" ;; esac
         case $size in
             resnet50 | vgg) choice="experiment=${dataset}_hmnet model.backbone=$size" ;;
             *) fail "HMNet backbone must be resnet50 or vgg, got '$size'" ;;

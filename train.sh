@@ -3,6 +3,7 @@
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh train.sh {GPUs} {port} {pascal|coco} {split} {shot|base} HMNet {resnet50|vgg} [hydra overrides...]
 #   sh train.sh {GPUs} {port} fss1000 {shot} FSSAM {small|base|large} [hydra overrides...]
+#   sh train.sh {GPUs} {port} lvis {split: 0-9} {shot} FSSAM {small|base|large} [hydra overrides...]
 #   sh train.sh {GPUs} {port} pascal 4 {shot} FSSAM {small|base|large}   cross-domain: every
 #      PASCAL class, validation on FSS-1000 (experiment=pascal_crossdomain)
 # Datasets and their folds are those of fssam/data/benchmarks (a one-fold benchmark takes
@@ -28,6 +29,7 @@ usage() {
     echo "usage: sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       sh train.sh {GPUs} {port} {pascal|coco} {split: 0-3} {shot: >= 1 | base} HMNet {resnet50|vgg} [hydra overrides...]" >&2
     echo "       sh train.sh {GPUs} {port} fss1000 {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
+    echo "       sh train.sh {GPUs} {port} lvis {split: 0-9} {shot: >= 1} FSSAM {small|base|large} [hydra overrides...]" >&2
     echo "       multi-node: NNODES, NODE_RANK, MASTER_ADDR (see the header of train.sh)" >&2
     echo "       faults: MAX_RESTARTS (default 3), STOP_TIMEOUT (seconds, default 300)" >&2
     exit 2
@@ -50,9 +52,10 @@ count() {  # count() NAME VALUE: an integer >= 0
 gpus=$1 port=$2 dataset=$3
 case $dataset in  # the benchmarks of fssam/data/benchmarks and their folds
     pascal | coco) folds=4 ;;
+    lvis) folds=10 ;;
     fss1000) folds=1 ;;
     deepglobe | isic | lung) fail "$dataset is a test-only benchmark: train on pascal, test with test.sh" ;;
-    *) fail "unknown dataset '$dataset' (pascal, coco or fss1000)" ;;
+    *) fail "unknown dataset '$dataset' (pascal, coco, fss1000 or lvis)" ;;
 esac
 if [ "$folds" -eq 1 ]; then
     [ $# -ge 6 ] || fail "expected at least 6 arguments for $dataset (no split), got $#"
@@ -64,7 +67,9 @@ else
     shift 7
     case $dataset:$split in
         *:0 | *:1 | *:2 | *:3) ;;
+        lvis:[4-9]) ;;
         pascal:4) ;;  # every PASCAL class: PATNet's cross-domain training (FSSAM only)
+        lvis:*) fail "split must be 0..9 for lvis, got '$split'" ;;
         *) fail "split must be 0, 1, 2 or 3 (4 for cross-domain training on pascal), got '$split'" ;;
     esac
 fi
@@ -85,7 +90,7 @@ case $model in
         esac
         set -- shot="$shot" sam2="$sam2" experiment="$experiment" "$@" ;;
     HMNet)
-        [ "$folds" -eq 4 ] || fail "HMNet runs on pascal and coco only (no base learner for $dataset)"
+        case $dataset in pascal | coco) ;; *) fail "HMNet runs on pascal and coco only (no base learner for $dataset)" ;; esac
         [ "$split" != 4 ] || fail "split 4 (every PASCAL class) is for FSSAM only"
         case $size in resnet50 | vgg) ;; *) fail "backbone must be resnet50 or vgg, got '$size'" ;; esac
         if [ "$shot" = base ]; then  # stage 1: the PSPNet base learner (no shots)

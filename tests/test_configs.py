@@ -38,11 +38,12 @@ def checked(*overrides: str):
 
 
 def test_groups_hold_the_expected_options():
-    assert options("dataset") == ["coco", "deepglobe", "fss1000", "isic", "lung", "pascal", "toy"]
+    assert options("dataset") == ["coco", "deepglobe", "fss1000", "isic", "lung", "lvis", "pascal",
+                                  "toy"]
     assert options("sam2") == ["base_plus", "large", "micro", "small", "tiny"]
     assert options("experiment") == ["coco_base", "coco_fssam", "coco_hmnet", "crossdomain_test",
-                                     "fss1000_fssam", "pascal_base", "pascal_crossdomain",
-                                     "pascal_fssam", "pascal_hmnet"]
+                                     "fss1000_fssam", "lvis_fssam", "pascal_base",
+                                     "pascal_crossdomain", "pascal_fssam", "pascal_hmnet"]
     assert {"fssam", "fssam_tiny_dino", "hmnet", "hmnet_tiny", "pspnet"} <= set(options("model"))
     assert {"default", "debug"} <= set(options("trainer"))
 
@@ -58,6 +59,24 @@ def test_fss1000_has_one_fold_and_hsnets_test():
         checked("dataset=fss1000", "split=1")
     with pytest.raises(ConfigError, match="dataset.train_list"):
         checked("dataset=fss1000", "dataset.train_list=authors")
+
+
+def test_lvis_has_ten_folds_and_matchers_test():
+    cfg = checked("dataset=lvis", "split=9", "shot=5", "experiment=lvis_fssam")
+    assert cfg.run_dir == "exp/lvis/FSSAM/split9/5shot/small"
+    assert (cfg.trainer.val_episodes, cfg.trainer.val_seed) == (2300, 0)
+    test = compose_config("test", ["dataset=lvis", "split=3", "experiment=lvis_fssam"])
+    validate_test_config(test)
+    assert (test.episodes, test.release_seed) == (2300, 0)
+    with pytest.raises(ConfigError, match="split=10"):
+        checked("dataset=lvis", "split=10")
+
+
+@pytest.mark.parametrize("name", ["fss1000", "lvis", "isic"])
+def test_hmnet_is_refused_where_it_has_no_base_learner(name):
+    with pytest.raises(ConfigError, match=f"dataset='{name}': HMNet's base learner exists for "
+                                          "PASCAL-5i and COCO-20i only"):
+        checked(f"dataset={name}", "model=hmnet")
 
 
 @pytest.mark.parametrize("name", ["deepglobe", "isic", "lung"])

@@ -43,6 +43,8 @@ def run(args: list[str], path: str, ngpus: str | None = None) -> subprocess.Comp
          "dataset=pascal split=1 shot=1 experiment=pascal_hmnet model.backbone=resnet50"),
         (["coco", "0", "5", "HMNet", "vgg"],
          "dataset=coco split=0 shot=5 experiment=coco_hmnet model.backbone=vgg"),
+        (["lvis", "9", "5", "FSSAM", "small"],
+         "dataset=lvis split=9 shot=5 sam2=small experiment=lvis_fssam"),
     ],
 )
 def test_valid_arguments_reach_torchrun(fake_path: str, args: list[str], expected: str) -> None:
@@ -65,7 +67,9 @@ def test_overrides_and_gpu_count_pass_through(fake_path: str) -> None:
     [
         (["pascal", "0", "1", "FSSAM"], None, "at least 5 arguments"),
         (["voc", "0", "1", "FSSAM", "small"], None, "unknown dataset 'voc'"),
-        (["pascal", "4", "1", "FSSAM", "small"], None, "split must be"),
+        (["pascal", "4", "1", "FSSAM", "small"], None, "split must be 0..3 for pascal"),
+        (["lvis", "10", "1", "FSSAM", "small"], None, "split must be 0..9 for lvis, got '10'"),
+        (["lvis", "0", "1", "HMNet", "vgg"], None, "HMNet runs on pascal and coco only"),
         (["pascal", "0", "0", "FSSAM", "small"], None, "shot must be"),
         (["pascal", "0", "x", "FSSAM", "small"], None, "shot must be"),
         (["pascal", "0", "1", "HMNet", "small"], None, "HMNet backbone must be resnet50 or vgg"),

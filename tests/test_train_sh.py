@@ -47,6 +47,8 @@ def run(args: list[str], path: str, **env_vars: str) -> subprocess.CompletedProc
      "dataset=pascal split=0 shot=5 model=hmnet model.backbone=vgg experiment=pascal_hmnet"),
     (["8", "29500", "coco", "2", "1", "HMNet", "resnet50"],
      "dataset=coco split=2 shot=1 model=hmnet model.backbone=resnet50 experiment=coco_hmnet"),
+    (["2", "29500", "lvis", "7", "1", "FSSAM", "small"],
+     "dataset=lvis split=7 shot=1 sam2=small experiment=lvis_fssam"),
     (["4", "29500", "pascal", "4", "1", "FSSAM", "small"],  # cross-domain: every class
      "dataset=pascal split=4 shot=1 sam2=small experiment=pascal_crossdomain"),
 ])
@@ -105,6 +107,9 @@ def test_run_that_stopped_on_a_signal_exits_75(tmp_path):
     (["4", "29500", "voc", "0", "1", "FSSAM", "small"], {}, "unknown dataset 'voc'"),
     (["4", "29500", "coco", "4", "1", "FSSAM", "small"], {}, "split must be 0, 1, 2 or 3 (4 for "
      "cross-domain training on pascal), got '4'"),
+    (["4", "29500", "lvis", "10", "1", "FSSAM", "small"], {}, "split must be 0..9 for lvis, got "
+     "'10'"),
+    (["4", "29500", "lvis", "0", "1", "HMNet", "vgg"], {}, "HMNet runs on pascal and coco only"),
     (["4", "29500", "pascal", "4", "1", "HMNet", "vgg"], {}, "split 4 (every PASCAL class) is "
      "for FSSAM only"),
     (["4", "29500", "pascal", "0", "0", "FSSAM", "small"], {}, "shot must be a positive integer, got '0'"),

@@ -262,10 +262,11 @@ def build_dataset(*, dataset: str, root: str, fold: int, shot: int, mode: str,
     subset = mode if mode == "train" or subset is None else subset
     if subset == "test":
         subset = bench.test_subset
-    class_ids = fold_classes(dataset, subset, fold, coco_folds)
     records = build_image_list(dataset=dataset, root=root, fold=fold, mode=subset,
                                coco_folds=coco_folds, train_list=train_list, val_list=val_list,
-                               cache_dir=cache_dir)
+                               cache_dir=cache_dir, shot=shot)
+    class_ids = list(dict.fromkeys(c for r in records for c in r.classes)) \
+        if bench.data_classes is not None else fold_classes(dataset, subset, fold, coco_folds)
     return EpisodicDataset(records=records, class_ids=class_ids, shot=shot, mode=mode,
                            image_size=image_size, num_episodes=num_episodes, seed=seed,
                            support_annotation=support_annotation, scale_range=scale_range,

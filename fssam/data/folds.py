@@ -4,7 +4,8 @@ description in ``fssam.data.benchmarks``.
 PASCAL-5i fold i: novel classes 5i+1..5i+5. COCO-20i fold i: interleaved
 {4k+i+1 : k = 0..19} (the authors' default) or contiguous 20i+1..20i+20. The other classes
 of the dataset are the base classes of the fold. FSS-1000 has one fold whose training,
-validation and test lists have classes of their own.
+validation and test lists have classes of their own. LVIS-92i's 10 folds are computed
+from its lists and depend on the shot (``fssam.data.benchmarks.lvis``).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ def num_folds(dataset: str) -> int:
     return benchmarks.get(dataset).num_folds
 
 
-def novel_classes(dataset: str, fold: int, coco_folds: str = "interleaved") -> list[int]:
-    """Novel (evaluation) classes of `fold`; `coco_folds` only matters for COCO."""
-    return benchmarks.get(dataset).novel_classes(fold, coco_folds)
+def novel_classes(dataset: str, fold: int, coco_folds: str = "interleaved", *,
+                  root: str | None = None, shot: int | None = None) -> list[int]:
+    """Novel (evaluation) classes of `fold`; `coco_folds` only matters for COCO, `root` and
+    `shot` only for LVIS-92i (its folds are computed from its lists)."""
+    return benchmarks.get(dataset).novel_classes(fold, coco_folds, root=root, shot=shot)
 
 
 def base_classes(dataset: str, fold: int, coco_folds: str = "interleaved") -> list[int]:
@@ -37,8 +40,10 @@ def base_classes(dataset: str, fold: int, coco_folds: str = "interleaved") -> li
     return benchmarks.get(dataset).classes("train", fold, coco_folds)
 
 
-def fold_classes(dataset: str, mode: str, fold: int, coco_folds: str = "interleaved"
-                  ) -> list[int]:
+def fold_classes(dataset: str, mode: str, fold: int, coco_folds: str = "interleaved", *,
+                 root: str | None = None, shot: int | None = None, chosen=None) -> list[int]:
     """The classes of a `mode` list ("train", "val" or, where the benchmark has one,
-    "test"): base classes for "train", novel (evaluation) ones otherwise."""
-    return benchmarks.get(dataset).classes(mode, fold, coco_folds)
+    "test"): base classes for "train", novel (evaluation) ones otherwise. LVIS-92i needs
+    the dataset `root` and the `shot` (and `chosen`, the resolved training list)."""
+    return benchmarks.get(dataset).classes(mode, fold, coco_folds, root=root, shot=shot,
+                                           chosen=chosen)

@@ -207,10 +207,31 @@ def patnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: 
     the query is drawn again, a repeated support is kept. ``workers`` is unused."""
     del workers
     pools = class_index(records)
-    classes = sorted(pools)
+    return cycling_episodes(records, pools, sorted(pools), shot=shot,
+                            num_episodes=num_episodes, seed=seed, who="PATNet")
+
+
+def matcher_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: int,
+                     seed: int, workers: int = 0) -> list[Episode]:
+    """Matcher's LVIS-92i test sequence (its ``data/lvis.py``, as SANSA tests): PATNet's
+    draws, with the classes in the order of the list (the fold's order), not ascending.
+    ``workers`` is unused: Matcher tests in the main process."""
+    del workers
+    pools = class_index(records)
+    listed = list(dict.fromkeys(c for r in records for c in r.classes))
+    return cycling_episodes(records, pools, listed, shot=shot, num_episodes=num_episodes,
+                            seed=seed, who="Matcher")
+
+
+def cycling_episodes(records: Sequence[ImageRecord], pools: Mapping[int, Sequence[int]],
+                     classes: Sequence[int], *, shot: int, num_episodes: int, seed: int,
+                     who: str) -> list[Episode]:
+    """Episode i: class ``classes[i mod C]``; its query and each support one legacy NumPy
+    draw ``choice(n, 1, replace=False)`` among the class's n images (the generator seeded
+    with ``seed`` once); a support equal to the query is drawn again, repeats are kept."""
     small = {c: len(pools[c]) for c in classes if len(pools[c]) < 2}
     if small:
-        raise ValueError(f"PATNet's rule needs at least 2 images per class, got {small}")
+        raise ValueError(f"{who}'s rule needs at least 2 images per class, got {small}")
     draws = np.random.RandomState(seed)
     episodes = []
     for i in range(num_episodes):
@@ -228,7 +249,7 @@ def patnet_episodes(records: Sequence[ImageRecord], *, shot: int, num_episodes: 
 
 # the reference episode rule of a benchmark (``Benchmark.release_rule``)
 RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes,
-                 "patnet": patnet_episodes}
+                 "patnet": patnet_episodes, "matcher": matcher_episodes}
 
 
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,

@@ -217,12 +217,30 @@ def _list_classes(counts: dict[int, int], wanted: set[int], allowed: set[int] | 
 
 
 def _cache_key(dataset: str, root: str, fold: int, mode: str, coco_folds: str,
-               chosen: TrainList) -> dict:
+               chosen: TrainList, shot: int | None = None) -> dict:
     name = chosen.path if chosen.choice == FILE else chosen.choice
-    return {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
-            "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
-            "coco_folds": coco_folds if len(benchmarks.get(dataset).fold_schemes) > 1 else None,
-            "list": name, "list_sha256": chosen.sha256}
+    bench = benchmarks.get(dataset)
+    key = {"version": CACHE_VERSION, "dataset": dataset, "root": os.path.abspath(root),
+           "fold": int(fold), "mode": mode, "min_pixels": MIN_PIXELS,
+           "coco_folds": coco_folds if len(bench.fold_schemes) > 1 else None,
+           "list": name, "list_sha256": chosen.sha256}
+    if bench.data_classes is not None:  # folds computed from the lists, per shot
+        key["shot"] = shot
+    if bench.list_files:  # lists read from files under the root: their content counts
+        key["root_lists_sha256"] = _files_sha256(*(os.path.join(root, f)
+                                                   for f in bench.list_files))
+    return key
+
+
+def _files_sha256(*paths: str) -> str:
+    """SHA-256 of the files' contents (a missing file counts as empty)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.encode() + b"\0")
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
 
 
 def list_cache_path(key: dict, cache_dir: str | Path) -> Path:
@@ -261,12 +279,14 @@ def _scan_labels(pairs: Sequence[tuple[str, str]], max_class: int, workers: int,
 
 def _build_records(dataset: str, root: str, fold: int, mode: str, coco_folds: str,
                    chosen: TrainList, workers: int,
-                   label_counts: dict[str, dict[int, int]] | None) -> list[ImageRecord]:
+                   label_counts: dict[str, dict[int, int]] | None,
+                   shot: int | None = None) -> list[ImageRecord]:
     pairs = checked_pairs(dataset=dataset, root=root, mode=mode, train_list=chosen,
                           val_list=chosen)
     if not pairs:
         raise ValueError(f"no {mode} images found for {dataset} under {root}")
-    wanted = set(fold_classes(dataset, mode, fold, coco_folds))
+    wanted = set(fold_classes(dataset, mode, fold, coco_folds, root=root, shot=shot,
+                              chosen=chosen))
     if benchmarks.get(dataset).labels == BINARY:
         return _class_records(dataset, pairs, wanted)
     allowed = wanted if mode == "train" else None
@@ -300,8 +320,8 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
                      val_list: str | None = None,
                      cache_dir: str | Path | None = None, workers: int = 8,
                      rebuild: bool = False,
-                     label_counts: dict[str, dict[int, int]] | None = None
-                     ) -> list[ImageRecord]:
+                     label_counts: dict[str, dict[int, int]] | None = None,
+                     shot: int | None = None) -> list[ImageRecord]:
     """Eligible images of one fold and mode, read from the cache or built and cached.
 
     ``train_list`` (training only): "authors", "all", a list file, or None for the
@@ -313,11 +333,16 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
     (label path -> class pixel counts), shared by the builds of several folds, lets each
     label be read once: the counts do not depend on the fold.
     """
-    fold_classes(dataset, mode, fold, coco_folds)  # validates dataset, mode, fold, scheme
+    bench = benchmarks.get(dataset)
+    bench.check_fold(fold)
+    bench.check_subset(mode)
+    bench.check_scheme(coco_folds)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"dataset root not found: {root}")
+    if bench.data_classes is not None and shot is None:
+        raise ValueError(f"{bench.title}'s lists depend on the shot: give shot=")
     chosen = _list_of(dataset, mode, train_list, val_list)
-    key = _cache_key(dataset, root, fold, mode, coco_folds, chosen)
+    key = _cache_key(dataset, root, fold, mode, coco_folds, chosen, shot)
     path = list_cache_path(key, cache_dir if cache_dir is not None else default_cache_dir())
     if path.is_file() and not rebuild:
         cached = json.loads(path.read_text(encoding="utf-8"))
@@ -326,7 +351,7 @@ def build_image_list(*, dataset: str, root: str, fold: int, mode: str,
             return [ImageRecord(img, lbl, tuple(c), tuple(p))
                     for img, lbl, c, p in cached["records"]]
     records = _build_records(dataset, root, fold, mode, coco_folds, chosen, workers,
-                             label_counts)
+                             label_counts, shot)
     if not records:
         raise EmptyListError(f"empty {mode} list: no eligible image for {dataset} fold {fold} "
                          f"(coco_folds={coco_folds}) under {root}")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from fssam.data.folds import NUM_FOLDS, base_classes, novel_classes, num_classes
+from fssam.data.folds import base_classes, novel_classes, num_classes, num_folds
 
 
 def test_num_classes() -> None:
@@ -34,10 +34,10 @@ def test_coco_contiguous() -> None:
                                                ("coco", "interleaved"), ("coco", "contiguous")])
 def test_folds_partition_the_classes(dataset: str, split: str) -> None:
     every = list(range(1, num_classes(dataset) + 1))
-    novel = [novel_classes(dataset, f, split) for f in range(NUM_FOLDS)]
+    novel = [novel_classes(dataset, f, split) for f in range(num_folds(dataset))]
     assert sorted(c for fold in novel for c in fold) == every
-    for fold in range(NUM_FOLDS):
+    for fold in range(num_folds(dataset)):
         base = base_classes(dataset, fold, split)
-        assert len(novel[fold]) == num_classes(dataset) // NUM_FOLDS
+        assert len(novel[fold]) == num_classes(dataset) // num_folds(dataset)
         assert not set(base) & set(novel[fold])
         assert sorted(base + novel[fold]) == every

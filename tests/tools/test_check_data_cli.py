@@ -54,7 +54,9 @@ def test_exit_zero_when_counts_match(toy: Path, tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "voc", "--root", "x"], "invalid choice: 'voc'"),
     (["--dataset", "pascal"], "the following arguments are required: --root"),
-    (["--dataset", "pascal", "--root", "TOY", "--folds", "4"], "invalid choice: 4"),
+    (["--dataset", "pascal", "--root", "TOY", "--folds", "4"],
+     "unknown fold 4 for pascal (its folds are 0..3)"),
+    (["--dataset", "pascal", "--root", "TOY", "--folds", "10"], "invalid choice: 10"),
     (["--dataset", "pascal", "--root", "NOWHERE"], "dataset root not found"),
     (["--dataset", "coco", "--root", "TOY", "--train-list", "authors"], "ships for pascal only"),
     (["--dataset", "pascal", "--root", "TOY", "--reference", "NOWHERE"],

@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-from fssam.data.benchmarks import coco, deepglobe, fss1000, isic, lung, pascal
+from fssam.data.benchmarks import coco, deepglobe, fss1000, isic, lung, lvis, pascal
 from fssam.data.benchmarks.base import BINARY, INDEX, TEST, TRAIN, VAL, Benchmark
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    pascal.BENCHMARK, coco.BENCHMARK, fss1000.BENCHMARK, deepglobe.BENCHMARK, isic.BENCHMARK,
-    lung.BENCHMARK)}
+    pascal.BENCHMARK, coco.BENCHMARK, fss1000.BENCHMARK, lvis.BENCHMARK, deepglobe.BENCHMARK,
+    isic.BENCHMARK, lung.BENCHMARK)}
 NAMES = tuple(BENCHMARKS)
 
 

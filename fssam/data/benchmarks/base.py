@@ -38,7 +38,9 @@ class Benchmark:
     ``pairs(root, subset, chosen)`` lists the (image, label) paths of a subset ("train",
     "val", or "test" when ``test_subset`` is "test") for the resolved list ``chosen``
     (``fssam.data.train_lists.TrainList``). ``class_of(image, label)`` gives the class of
-    a pair of a ``BINARY`` benchmark. ``release_rule`` names the episode rule of the
+    a pair of a ``BINARY`` benchmark. A benchmark whose folds depend on its data and on the
+    shot (LVIS-92i) gives ``data_classes(root, subset, fold, shot, chosen)`` instead of
+    ``novel``: ``classes`` then needs the root and the shot. ``release_rule`` names the episode rule of the
     reference protocol (``fssam.data.protocol.RELEASE_RULES``), scored on ``episodes``
     episodes from ``release_seed``; ``metric_size`` is the side the reference scores at
     (None: the label's own size).
@@ -53,6 +55,8 @@ class Benchmark:
     novel: Callable[[int, str], Sequence[int]] | None = None
     subset_classes: Callable[[str], Sequence[int]] | None = None
     class_of: Callable[[str, str], int] | None = None
+    data_classes: Callable[..., Sequence[int]] | None = None
+    list_files: tuple[str, ...] = ()  # files under the root that list the pairs (cache key)
     fold_schemes: tuple[str, ...] = ("contiguous",)
     labels: str = INDEX
     test_subset: str = VAL
@@ -103,18 +107,28 @@ class Benchmark:
                              f"(expected one of {', '.join(self.subsets)})")
         return subset
 
-    def novel_classes(self, fold: int, scheme: str) -> list[int]:
+    def novel_classes(self, fold: int, scheme: str, *, root: str | None = None,
+                      shot: int | None = None) -> list[int]:
         """The classes a fold is evaluated on (validation and test)."""
         fold, scheme = self.check_fold(fold), self.check_scheme(scheme)
+        if self.data_classes is not None:
+            return self.classes(VAL, fold, scheme, root=root, shot=shot)
         if self.novel is None or fold == self.num_folds:
             return list(self.classes(VAL, fold, scheme))
         return list(self.novel(fold, scheme))
 
-    def classes(self, subset: str, fold: int, scheme: str) -> list[int]:
+    def classes(self, subset: str, fold: int, scheme: str, *, root: str | None = None,
+                shot: int | None = None, chosen: Any = None) -> list[int]:
         """The classes of a subset's list: base classes for "train", novel ones otherwise
-        (or the subset's own classes)."""
+        (or the subset's own classes). ``root``, ``shot`` and ``chosen`` (the subset's
+        resolved list) matter only to a benchmark with ``data_classes``."""
         self.check_subset(subset)
         fold, scheme = self.check_fold(fold), self.check_scheme(scheme)
+        if self.data_classes is not None:
+            if root is None or shot is None:
+                raise ValueError(f"{self.title}'s fold classes are computed from its lists "
+                                 f"and depend on the shot: give the dataset root and the shot")
+            return list(self.data_classes(root, subset, fold, shot, chosen))
         if self.subset_classes is not None:
             return list(self.subset_classes(subset))
         if fold == self.num_folds:  # the all-classes fold: nothing held out

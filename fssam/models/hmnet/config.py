@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from fssam.data import benchmarks
 from fssam.data.folds import base_classes
 from fssam.models.hmnet.model import WINDOW_RATIO
 from fssam.utils.checks import check_int, check_number, fail
@@ -14,6 +15,11 @@ def check_base_class_count(cfg: DictConfig) -> None:
     """``model.num_base_classes`` must be the fold's base-class count (15 PASCAL, 60 COCO)."""
     check_int(cfg, "model.num_base_classes", 1)
     benchmark = str(cfg.dataset.benchmark)
+    bench = benchmarks.get(benchmark)
+    if bench.hmnet_release is None:
+        fail("dataset", cfg.dataset.name, f"HMNet's base learner exists for PASCAL-5i and "
+             f"COCO-20i only (its folds' base classes); {bench.title} has none: use FSSAM "
+             f"there")
     expected = len(base_classes(benchmark, cfg.split, str(cfg.dataset.coco_folds)))
     if cfg.model.num_base_classes != expected:
         fail("model.num_base_classes", cfg.model.num_base_classes,

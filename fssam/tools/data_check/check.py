@@ -44,6 +44,7 @@ class CheckSettings:
     workers: int = 8
     examples: int = 5
     reuse_cache: bool = False
+    shot: int = 1  # the lists of LVIS-92i (its folds depend on the shot)
 
 
 def run_check(settings: CheckSettings) -> dict[str, Any]:
@@ -55,7 +56,12 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
         bench = benchmarks.get(s.dataset)
         folds = tuple(range(bench.num_folds)) if s.folds is None else tuple(s.folds)
         for fold in folds:
-            bench.check_fold(fold)
+            if isinstance(fold, bool) or not isinstance(fold, int) or \
+                    not 0 <= fold < bench.num_folds:
+                raise ValueError(f"unknown fold {fold!r} for {s.dataset} (its folds are "
+                                 f"0..{bench.num_folds - 1})")
+        if isinstance(s.shot, bool) or not isinstance(s.shot, int) or s.shot < 1:
+            raise ValueError(f"shot must be an integer >= 1, got {s.shot!r}")
         train_list = resolve_train_list(s.dataset, s.train_list)
         if s.reference or bench.reference_counts:
             reference_path = Path(s.reference) if s.reference else reference_counts_path(s.dataset)
@@ -71,7 +77,7 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
                                 labels=bench.labels))
     ours = build_counts(dataset=s.dataset, root=s.root, folds=folds, train_list=train_list,
                         coco_folds=s.coco_folds, cache_dir=s.cache_dir, workers=s.workers,
-                        rebuild=not s.reuse_cache)
+                        rebuild=not s.reuse_cache, shot=s.shot)
     comparisons = compare(ours, reference)
     synthetic = (Path(s.root) / META_FILE).is_file()
     notes = diagnose(dataset=s.dataset, train_list=train_list, synthetic=synthetic,
@@ -80,6 +86,7 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
           and all(c.match for c in comparisons))
     return {
         "dataset": s.dataset, "root": os.path.abspath(s.root), "coco_folds": s.coco_folds,
+        "shot": s.shot,
         "folds": list(folds), "train_list": train_list.describe(),
         "reference_file": str(reference_path) if reference_path else None,
         "reference": reference, "synthetic": synthetic,

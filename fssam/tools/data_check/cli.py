@@ -34,6 +34,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--folds", type=int, nargs="+", default=None,
                    choices=range(NUM_FOLDS), metavar="FOLD",
                    help="folds to check (default all of the dataset's)")
+    p.add_argument("--shot", type=int, default=1,
+                   help="shot the lists are built for (LVIS-92i's folds depend on it; "
+                        "default 1)")
     p.add_argument("--reference", default=None,
                    help="reference-counts JSON (default: the authors' counts shipped with the "
                         "package)")
@@ -56,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              folds=None if args.folds is None else tuple(args.folds),
                              reference=args.reference, cache_dir=args.cache_dir,
                              workers=args.workers, examples=args.examples,
-                             reuse_cache=args.reuse_cache)
+                             reuse_cache=args.reuse_cache, shot=args.shot)
     try:
         report = run_check(settings)
     except SettingsError as err:

@@ -64,21 +64,23 @@ def load_reference(path: str | os.PathLike) -> Counts:
 
 def build_counts(*, dataset: str, root: str, folds: Sequence[int], train_list: TrainList,
                  coco_folds: str, cache_dir: str | None, workers: int,
-                 rebuild: bool = True) -> Counts:
+                 rebuild: bool = True, shot: int = 1) -> Counts:
     """Images and per-class eligible images of every fold's lists (or the build's error).
 
     ``rebuild``: read every label again and refresh the list cache (a cached list does not
-    see files changed in place); False reuses cached lists."""
+    see files changed in place); False reuses cached lists. ``shot``: the shot the lists are
+    built for (only LVIS-92i's folds depend on it)."""
     counts: Counts = {}
     label_counts: dict[str, dict[int, int]] = {}  # every label read once for all folds
     jobs = [(mode, fold) for fold in folds for mode in benchmarks.get(dataset).subsets]
     for mode, fold in tqdm(jobs, desc="lists", unit="list"):
-        classes = fold_classes(dataset, mode, fold, coco_folds)
         try:
+            classes = fold_classes(dataset, mode, fold, coco_folds, root=root, shot=shot,
+                                   chosen=train_list if mode == "train" else None)
             records = build_image_list(dataset=dataset, root=root, fold=fold, mode=mode,
                                        coco_folds=coco_folds, train_list=train_list,
                                        cache_dir=cache_dir, workers=workers,
-                                       rebuild=rebuild, label_counts=label_counts)
+                                       rebuild=rebuild, label_counts=label_counts, shot=shot)
         except EmptyListError:
             records = []
         except (FileNotFoundError, ValueError) as err:
