@@ -1,4 +1,5 @@
-"""Write a synthetic few-shot segmentation dataset in the PASCAL, COCO or FSS-1000 layout."""
+"""Write a synthetic few-shot segmentation dataset in the PASCAL, COCO, FSS-1000 or LVIS-92i
+(COCO 2017 images and LVIS v1 jsons, then prepared) layout."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fssam.tools.toy import eligible_counts, make_toy_coco, make_toy_pascal
 from fssam.tools.toy_crossdomain import LAYOUTS as CROSS_DOMAIN
 from fssam.tools.toy_crossdomain import make_toy_crossdomain
 from fssam.tools.toy_fss import make_toy_fss
+from fssam.tools.toy_lvis import make_toy_lvis
 
 log = logging.getLogger("make_toy_dataset")
 
@@ -17,7 +19,7 @@ log = logging.getLogger("make_toy_dataset")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", required=True, help="output folder (created if missing)")
-    parser.add_argument("--layout", choices=("pascal", "coco", "fss1000", *CROSS_DOMAIN),
+    parser.add_argument("--layout", choices=("pascal", "coco", "fss1000", "lvis", *CROSS_DOMAIN),
                         default="pascal")
     parser.add_argument("--splits", nargs="+", choices=("train", "val", "test"),
                         default=["test"], help="fss1000: the HSNet splits whose classes are "
@@ -43,6 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         make_toy_fss(args.root, splits=args.splits, seed=args.seed)
         log.info("fss1000 toy dataset written to %s in %.1f s", args.root,
                  time.perf_counter() - start)
+        return
+    if args.layout == "lvis":
+        make_toy_lvis(args.root, seed=args.seed, workers=args.workers)
+        log.info("lvis toy dataset written to %s", args.root)
         return
     if args.layout in CROSS_DOMAIN:
         make_toy_crossdomain(args.root, args.layout, seed=args.seed)
