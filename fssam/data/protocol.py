@@ -250,6 +250,8 @@ def cycling_episodes(records: Sequence[ImageRecord], pools: Mapping[int, Sequenc
 # the reference episode rule of a benchmark (``Benchmark.release_rule``)
 RELEASE_RULES = {"fssam": release_episodes, "hsnet": hsnet_episodes,
                  "patnet": patnet_episodes, "matcher": matcher_episodes}
+RULE_NAMES = {"fssam": "the releases'", "hsnet": "HSNet's", "patnet": "PATNet's",
+              "matcher": "Matcher's"}
 
 
 def episode_sequence(protocol: str, records: Sequence[ImageRecord], *, shot: int,

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from fssam.data import build_dataset
-from fssam.data.protocol import PROTOCOLS, RELEASE, SEEDS
+from fssam.data import benchmarks, build_dataset
+from fssam.data.protocol import PROTOCOLS, RELEASE, RULE_NAMES, SEEDS
 from fssam.engine.build import WEIGHTS, build_model
 from fssam.engine.evaluate import PriorOnly, build_eval_loader, run_evaluation, summarize_seeds
 from fssam.engine.feature_cache import PassMemo, reuse_from_config
@@ -154,7 +154,9 @@ def evaluate_protocols(cfg: DictConfig, model: torch.nn.Module, info: DistInfo
         log.info("%s protocol, seed %d: mIoU %.2f FB-IoU %.2f", protocol, seed,
                  rows[protocol, seed]["miou"], rows[protocol, seed]["fbiou"])
     per_seed = {seed: row for (protocol, seed), row in rows.items() if protocol == SEEDS}
-    release = next((dict(seed=seed, workers=workers, **row)
+    rule = benchmarks.get(str(cfg.dataset.benchmark)).release_rule
+    release = next((dict(seed=seed, rule=rule, workers=workers if rule == "fssam" else None,
+                         **row)
                     for (protocol, seed), row in rows.items() if protocol == RELEASE), None)
     return {
         "dataset": cfg.dataset.name,
@@ -200,7 +202,10 @@ def format_results(results: dict[str, Any]) -> str:
     ]
     release = results.get("release")
     if release:
-        name = f"release (seed {release['seed']}, {release['workers']} workers)"
+        name = (f"release (seed {release['seed']}, {release['workers']} workers)"
+                if release.get("workers") is not None else
+                f"release ({RULE_NAMES.get(release.get('rule'), release.get('rule'))}, "
+                f"seed {release['seed']})")
         lines.append(f"{name:<34}  {release['miou']:>14.2f}  {release['fbiou']:>14.2f}"
                      "   <- the papers' protocol")
     for row in results["per_seed"]:
