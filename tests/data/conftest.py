@@ -112,3 +112,26 @@ def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fresh_pascal(tmp_path: Path) -> Path:
     """A tiny PASCAL dataset of the test's own, free to damage."""
     return make_pascal(tmp_path / "pascal")
+
+
+def cycling_replay(by_class: dict[int, list[str]], classes: list[int], shot: int, count: int
+                   ) -> list[tuple[int, str, tuple[str, ...]]]:
+    """PATNet's and Matcher's test loop, written from their descriptions: the global NumPy
+    generator seeded with 0, episode i of class ``classes[i mod C]``, the query and each
+    support ``np.random.choice(names, 1, replace=False)`` over the class's image names (a
+    list), a support equal to the query drawn again, repeats kept."""
+    np.random.seed(0)
+    out = []
+    for idx in range(count):
+        class_id = classes[idx % len(classes)]
+        names = by_class[class_id]
+        query = np.random.choice(names, 1, replace=False)[0]
+        supports: list[str] = []
+        while True:
+            support = np.random.choice(names, 1, replace=False)[0]
+            if support != query:
+                supports.append(str(support))
+            if len(supports) == shot:
+                break
+        out.append((class_id, str(query), tuple(supports)))
+    return out

@@ -16,6 +16,8 @@ from fssam.data.sources import ImageRecord, build_image_list
 from fssam.tools import prepare_deepglobe, prepare_isic
 from fssam.tools.toy_crossdomain import make_toy_crossdomain
 
+from .conftest import cycling_replay
+
 NAMES = ("deepglobe", "isic", "lung")
 
 
@@ -67,27 +69,11 @@ def test_missing_class_folder_is_named(roots: dict[str, Path], tmp_path: Path) -
 
 
 def _replay(records: list[ImageRecord], shot: int, num: int) -> list[tuple]:
-    """PATNet's sample_episode loop, written from its description: class idx mod C, the
-    query and each support one ``np.random.choice(list, 1, replace=False)`` of the global
-    NumPy state seeded with 0, supports equal to the query drawn again."""
-    np.random.seed(0)
+    """PATNet's sample_episode loop over the classes in ascending order."""
     by_class: dict[int, list[str]] = {}
     for r in records:
         by_class.setdefault(r.classes[0], []).append(r.image)
-    classes = sorted(by_class)
-    out = []
-    for idx in range(num):
-        names = by_class[classes[idx % len(classes)]]
-        query = np.random.choice(names, 1, replace=False)[0]
-        supports = []
-        while True:
-            support = np.random.choice(names, 1, replace=False)[0]
-            if query != support:
-                supports.append(support)
-            if len(supports) == shot:
-                break
-        out.append((classes[idx % len(classes)], query, tuple(supports)))
-    return out
+    return cycling_replay(by_class, sorted(by_class), shot, num)
 
 
 @pytest.mark.parametrize("shot", [1, 5])

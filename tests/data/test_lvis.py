@@ -17,6 +17,8 @@ from fssam.data.protocol import matcher_episodes
 from fssam.data.sources import build_image_list
 from fssam.data.train_lists import resolve_train_list
 
+from .conftest import cycling_replay
+
 # val list: (category, images) in list order; ids deliberately not ascending
 VAL = [(40, 3), (7, 1), (23, 6), (5, 2), (31, 7), (12, 9), (2, 1), (18, 4), (9, 6), (27, 2),
        (33, 8), (14, 3), (3, 6), (21, 7), (36, 2), (11, 6), (1, 9), (29, 6), (16, 5), (8, 7),
@@ -94,29 +96,14 @@ def test_fold_classes_need_the_root_and_the_shot() -> None:
 
 
 def matcher_replay(root: Path, fold_categories: list[int], shot: int, count: int
-                   ) -> list[tuple[int, str, list[str]]]:
-    """Matcher's test loop, written from its description: the global NumPy generator seeded
-    with 0, episode i of category i mod C, query and supports ``np.random.choice`` over the
-    category's image names (a list), a support equal to the query drawn again."""
+                   ) -> list[tuple[int, str, tuple[str, ...]]]:
+    """Matcher's test loop over the fold's categories in fold order, the images of a
+    category in the order of the val list."""
     by_category: dict[int, list[str]] = {}
     for line in (root / lvis.LIST_FILES["val"]).read_text().splitlines():
         image, mask = line.split()
         by_category.setdefault(int(Path(mask).parent.name), []).append(image)
-    np.random.seed(0)
-    out = []
-    for idx in range(count):
-        category = fold_categories[idx % len(fold_categories)]
-        names = by_category[category]
-        query = np.random.choice(names, 1, replace=False)[0]
-        supports: list[str] = []
-        while True:
-            name = np.random.choice(names, 1, replace=False)[0]
-            if name != query:
-                supports.append(name)
-            if len(supports) == shot:
-                break
-        out.append((category, str(query), [str(s) for s in supports]))
-    return out
+    return cycling_replay(by_category, fold_categories, shot, count)
 
 
 @pytest.mark.parametrize("shot", [1, 5])
@@ -128,7 +115,7 @@ def test_release_row_is_matchers_sequence(root: Path, tmp_path: Path, shot: int)
     fold = fold_classes("lvis", "val", 3, root=str(root), shot=shot)
     assert data.class_ids == fold
     ours = [(e.class_id, str(Path(data.records[e.query].image).relative_to(root)),
-             [str(Path(data.records[s].image).relative_to(root)) for s in e.supports])
+             tuple(str(Path(data.records[s].image).relative_to(root)) for s in e.supports))
             for e in data.episodes]
     assert ours == matcher_replay(root, fold, shot, 2300)
 

@@ -6,9 +6,6 @@ and PATNet's cross-domain training (every PASCAL class, validation on FSS-1000).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from fssam.engine import training
 from fssam.engine.config import compose_config
 from fssam.tools.toy_fss import make_toy_fss
 
-from .conftest import records
+from .conftest import launch, records
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY = REPO / "tests" / "fixtures" / "parity"
@@ -37,10 +34,7 @@ def test_cli_scores_hsnets_test_episodes(fss_root: Path, tmp_path: Path) -> None
             f"dataset.root={fss_root}", f"dataset.cache_dir={tmp_path / 'lists'}",
             f"exp_dir={tmp_path}", "episodes=6", "seeds=[321,123]", "checkpoint_format=none",
             "trainer.progress=false", "trainer.num_threads=1", "sam2.image_size=64"]
-    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch(REPO / "test.py", args, 1, cwd=REPO, timeout=600)
     run_dir = tmp_path / "fss1000" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
     results = json.loads((run_dir / "results.json").read_text())
     release = results["release"]
@@ -83,10 +77,7 @@ def test_cli_scores_patnets_deepglobe_episodes(tmp_path: Path) -> None:
             f"dataset.root={root}", f"dataset.cache_dir={tmp_path / 'lists'}",
             f"exp_dir={tmp_path}", "episodes=12", "seeds=[321]", "checkpoint_format=none",
             "trainer.progress=false", "trainer.num_threads=1", "sam2.image_size=64"]
-    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    launch(REPO / "test.py", args, 1, cwd=REPO, timeout=600)
     run_dir = tmp_path / "deepglobe" / "FSSAM_tiny_dino" / "split0" / "1shot" / "micro"
     release = json.loads((run_dir / "results.json").read_text())["release"]
     assert (release["seed"], release["num_episodes"]) == (0, 12)

@@ -5,10 +5,7 @@ scored at 518 x 518) and check_data.py naming a missing and a corrupt mask."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,8 @@ import pytest
 from fssam.data.folds import fold_classes
 from fssam.tools.data_check.check import CheckSettings, format_report, run_check
 from fssam.tools.toy_lvis import make_toy_lvis
+
+from .conftest import launch
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,10 +31,7 @@ def test_cli_scores_matchers_episodes(lvis_root: Path, tmp_path: Path) -> None:
             f"dataset.root={lvis_root}", f"dataset.cache_dir={tmp_path / 'lists'}",
             f"exp_dir={tmp_path}", "episodes=6", "seeds=[321]", "checkpoint_format=none",
             "trainer.progress=false", "trainer.num_threads=1", "sam2.image_size=64"]
-    result = subprocess.run([sys.executable, str(REPO / "test.py"), *args], cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                            text=True, timeout=600, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = launch(REPO / "test.py", args, 1, cwd=REPO, timeout=600)
     results = json.loads((tmp_path / "lvis" / "FSSAM_tiny_dino" / "split4" / "1shot" / "micro"
                           / "results.json").read_text())
     release = results["release"]
