@@ -40,10 +40,10 @@ class Benchmark:
     (``fssam.data.train_lists.TrainList``). ``class_of(image, label)`` gives the class of
     a pair of a ``BINARY`` benchmark. A benchmark whose folds depend on its data and on the
     shot (LVIS-92i) gives ``data_classes(root, subset, fold, shot, chosen)`` instead of
-    ``novel``: ``classes`` then needs the root and the shot. ``release_rule`` names the episode rule of the
-    reference protocol (``fssam.data.protocol.RELEASE_RULES``), scored on ``episodes``
-    episodes from ``release_seed``; ``metric_size`` is the side the reference scores at
-    (None: the label's own size).
+    ``novel``: ``classes`` then needs the root and the shot. ``release_rule`` names the
+    episode rule of the reference protocol (``fssam.data.protocol.RELEASE_RULES``), scored
+    on ``episodes`` episodes from ``release_seed``; ``metric_size`` is the side the
+    reference scores at (None: the label's own size).
     """
 
     name: str

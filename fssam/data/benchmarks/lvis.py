@@ -57,10 +57,12 @@ def class_of(image: str, label: str) -> int:
     return category
 
 
-def pairs(root: str, subset: str, chosen) -> Pairs:
-    """(image, mask) paths of a subset: its list under ``root``, or a list file of
-    ``image mask`` lines (relative to the root or absolute) in the same format."""
-    path = chosen.path if chosen.choice != ALL else list_path(root, subset)
+def pairs(root: str, subset: str, chosen=None) -> Pairs:
+    """(image, mask) paths of a subset: its list under ``root`` (``chosen`` None or "all"),
+    or a list file of ``image mask`` lines (relative to the root or absolute) in the same
+    format."""
+    own = chosen is None or chosen.choice == ALL
+    path = list_path(root, subset) if own else chosen.path
     return pairs_from_list(path, (root,), lambda i: _no_ids(path, i))
 
 
@@ -97,15 +99,12 @@ def data_classes(root: str, subset: str, fold: int, shot: int, chosen=None) -> l
     """The categories of a subset's list for ``fold`` and ``shot``, computed from the lists
     under ``root`` (the val list decides the folds; ``chosen``: the subset's resolved list,
     whose categories a training list draws from)."""
-    val_pairs = pairs_from_list(list_path(root, VAL), (root,),
-                                lambda i: _no_ids(list_path(root, VAL), i))
-    novel = fold_of(category_images(val_pairs), fold, shot)
+    novel = fold_of(category_images(pairs(root, VAL)), fold, shot)
     if subset != TRAIN:
         return novel
-    train_pairs = pairs(root, TRAIN, chosen) if chosen is not None else pairs_from_list(
-        list_path(root, TRAIN), (root,), lambda i: _no_ids(list_path(root, TRAIN), i))
     held_out = set(novel)
-    return [c for c in eligible(category_images(train_pairs), shot) if c not in held_out]
+    return [c for c in eligible(category_images(pairs(root, TRAIN, chosen)), shot)
+            if c not in held_out]
 
 
 def read_category_names(root: str) -> dict[int, str]:

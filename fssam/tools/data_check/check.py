@@ -56,8 +56,7 @@ def run_check(settings: CheckSettings) -> dict[str, Any]:
         bench = benchmarks.get(s.dataset)
         folds = tuple(range(bench.num_folds)) if s.folds is None else tuple(s.folds)
         for fold in folds:
-            if isinstance(fold, bool) or not isinstance(fold, int) or \
-                    not 0 <= fold < bench.num_folds:
+            if bench.check_fold(fold) >= bench.num_folds:  # an all-classes fold: no lists
                 raise ValueError(f"unknown fold {fold!r} for {s.dataset} (its folds are "
                                  f"0..{bench.num_folds - 1})")
         if isinstance(s.shot, bool) or not isinstance(s.shot, int) or s.shot < 1:
